@@ -1,0 +1,166 @@
+"""Datasets read through the real torchvision loaders from tiny files in the real on-disk formats."""
+
+from __future__ import annotations
+
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from trainables import vision_data
+from trainables.vision_data import DATASETS, DatasetSpec, DatasetUnavailableError, load_vision_data, to_device
+
+
+def write_idx(path, array: np.ndarray) -> None:
+    """MNIST idx format: magic (0, 0, dtype 0x08 = uint8, ndim), big-endian dims, raw bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def make_mnist(root, cls_name: str, n_train: int = 40, n_test: int = 12, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    raw = root / cls_name / "raw"
+    data = {}
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
+        write_idx(raw / f"{split}-images-idx3-ubyte", images)
+        write_idx(raw / f"{split}-labels-idx1-ubyte", labels)
+        data[split] = (images, labels)
+    return data
+
+
+class UncheckedCIFAR10(torchvision.datasets.CIFAR10):
+    """Test only: the real CIFAR-10 reader with MD5 checks off (a synthesized file cannot match them)."""
+
+    train_list = [[f, None] for f, _ in torchvision.datasets.CIFAR10.train_list]
+    test_list = [[f, None] for f, _ in torchvision.datasets.CIFAR10.test_list]
+    meta = {**torchvision.datasets.CIFAR10.meta, "md5": None}
+
+
+class UncheckedCIFAR100(torchvision.datasets.CIFAR100):
+    train_list = [[f, None] for f, _ in torchvision.datasets.CIFAR100.train_list]
+    test_list = [[f, None] for f, _ in torchvision.datasets.CIFAR100.test_list]
+    meta = {**torchvision.datasets.CIFAR100.meta, "md5": None}
+
+
+def make_cifar(root, cls, per_file: int = 8, seed: int = 0) -> dict:
+    """Python pickle batches as in the official archive: 'data' (N, 3072) uint8 rows in CHW order."""
+    rng = np.random.default_rng(seed)
+    folder = root / cls.base_folder
+    folder.mkdir(parents=True)
+    label_key = "labels" if cls.base_folder.startswith("cifar-10-") else "fine_labels"
+    out = {}
+    for name, _ in cls.train_list + cls.test_list:
+        data = rng.integers(0, 256, size=(per_file, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=per_file).tolist()
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": data, label_key: labels, "batch_label": name}, f)
+        out[name] = (data.reshape(-1, 3, 32, 32), labels)
+    with open(folder / cls.meta["filename"], "wb") as f:
+        pickle.dump({cls.meta["key"]: [f"class{i}" for i in range(10)]}, f)
+    return out
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    def add(name: str, cls: type, num_classes: int = 10) -> None:
+        monkeypatch.setitem(DATASETS, name, DatasetSpec(cls, num_classes))
+
+    return add
+
+
+@pytest.mark.parametrize("cls_name,name", [("MNIST", "mnist"), ("FashionMNIST", "fashion_mnist")])
+def test_mnist_family_real_files(tmp_path, cls_name, name):
+    raw = make_mnist(tmp_path, cls_name)
+    data = load_vision_data(name, tmp_path, download=False)
+    assert data.train.images.shape == (40, 1, 28, 28) and data.train.images.dtype == np.uint8
+    assert data.test.images.shape == (12, 1, 28, 28) and data.test.labels.dtype == np.int64
+    np.testing.assert_array_equal(data.train.images[:, 0], raw["train"][0])
+    np.testing.assert_array_equal(data.test.labels, raw["t10k"][1])
+    pixels = raw["train"][0].astype(np.float64) / 255
+    assert data.mean[0] == pytest.approx(pixels.mean()) and data.std[0] == pytest.approx(pixels.std())
+    assert data.val.images.shape == (0, 1, 28, 28)
+
+
+def test_cifar10_pickles_and_split(tmp_path, registry):
+    registry("cifar10_test", UncheckedCIFAR10)
+    raw = make_cifar(tmp_path, UncheckedCIFAR10)
+    data = load_vision_data("cifar10_test", tmp_path, val_size=10, split_seed=3)
+    assert data.image_shape == (3, 32, 32)
+    assert len(data.train.labels) == 30 and len(data.val.labels) == 10 and len(data.test.labels) == 8
+    np.testing.assert_array_equal(data.test.images, raw["test_batch"][0])
+    # train + val is a partition of the original 40 images, fixed by the seed.
+    full = np.concatenate([raw[f"data_batch_{i}"][0] for i in range(1, 6)])
+    merged = np.concatenate([data.train.images, data.val.images]).reshape(40, -1)
+    assert sorted(map(bytes, merged)) == sorted(map(bytes, full.reshape(40, -1)))
+    again = load_vision_data("cifar10_test", tmp_path, val_size=10, split_seed=3)
+    np.testing.assert_array_equal(again.val.images, data.val.images)
+    other = load_vision_data("cifar10_test", tmp_path, val_size=10, split_seed=4)
+    assert not np.array_equal(other.val.images, data.val.images)
+    assert all(0.4 < m < 0.6 for m in data.mean) and len(data.std) == 3
+
+
+def test_cifar100_fine_labels(tmp_path, registry):
+    registry("cifar100_test", UncheckedCIFAR100, 100)
+    raw = make_cifar(tmp_path, UncheckedCIFAR100)
+    data = load_vision_data("cifar100_test", tmp_path)
+    assert data.num_classes == 100
+    np.testing.assert_array_equal(data.train.labels, raw["train"][1])
+
+
+def test_cifar_checksums_checked_in_production(tmp_path):
+    # The same synthesized files under the production class fail its MD5 check.
+    make_cifar(tmp_path, torchvision.datasets.CIFAR10)
+    with pytest.raises(DatasetUnavailableError, match="checksum"):
+        load_vision_data("cifar10", tmp_path, download=False)
+
+
+def test_subsets(tmp_path):
+    raw = make_mnist(tmp_path, "MNIST")
+    first = load_vision_data("mnist", tmp_path, train_subset=5, test_subset=3)
+    np.testing.assert_array_equal(first.train.images[:, 0], raw["train"][0][:5])
+    assert len(first.test.labels) == 3
+    a = load_vision_data("mnist", tmp_path, train_subset=5, subset_seed=1)
+    b = load_vision_data("mnist", tmp_path, train_subset=5, subset_seed=1)
+    np.testing.assert_array_equal(a.train.images, b.train.images)
+    assert not np.array_equal(a.train.images, first.train.images)
+
+
+def test_env_var_and_device(tmp_path, monkeypatch):
+    make_mnist(tmp_path, "MNIST")
+    monkeypatch.setenv("DLSWEEPS_DATA_DIR", str(tmp_path))
+    data = load_vision_data("mnist", download=False)
+    dev = to_device(data, "cpu")
+    assert dev.train.images.dtype == torch.uint8 and dev.train.labels.dtype == torch.int64
+    assert torch.equal(dev.train.images, torch.from_numpy(data.train.images))
+    # Numpy-only payload: pickles small and round-trips (what ray.put does).
+    assert pickle.loads(pickle.dumps(data)).train.images.shape == data.train.images.shape
+
+
+def test_missing_files_one_line_error(tmp_path):
+    with pytest.raises(DatasetUnavailableError) as err:
+        load_vision_data("fashion_mnist", tmp_path / "empty", download=False)
+    msg = str(err.value)
+    assert "\n" not in msg and "FashionMNIST/raw/train-images-idx3-ubyte" in msg and str(tmp_path) in msg
+
+
+class UnreachableMNIST(torchvision.datasets.MNIST):
+    mirrors = ["http://127.0.0.1:9/"]  # the discard port: connection refused at once, like no network
+
+
+def test_failed_download_leaves_nothing(tmp_path, registry):
+    registry("unreachable", UnreachableMNIST)
+    with pytest.raises(DatasetUnavailableError, match="download failed"):
+        load_vision_data("unreachable", tmp_path)
+    leftovers = [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")]
+    assert leftovers == []
+
+
+def test_default_dir(monkeypatch):
+    monkeypatch.delenv("DLSWEEPS_DATA_DIR", raising=False)
+    assert str(vision_data.resolve_data_dir()).endswith(".cache/dlsweeps/data")
