@@ -1,0 +1,122 @@
+"""Batched image augmentations as pure tensor functions (run on the images' device).
+
+Every random function takes an explicit `torch.Generator` living on the same device as the
+images, so a run is reproducible from its seed. No per-sample Python loops: each sample's
+random crop offset / flip / cutout square is drawn as a batch and applied by index arithmetic.
+
+Training pipeline for the CIFAR studies (He et al. 2015; DeVries & Taylor 2017; Hoffer et al. 2019):
+
+    x, y = batch_augment(images_uint8, labels, m=4, generator=g, mean=data.mean, std=data.std,
+                         padding=4, flip=True, cutout=16)
+
+crop and flip act on uint8 (zero padding = black pixels, as torchvision's RandomCrop on PIL
+images), then normalize, then cutout (zeros after normalization = the mean colour).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 [0, 255] (or float [0, 1]) (N, C, H, W) -> float32 standardized per channel."""
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero-pad by `padding` on each side, then cut a random HxW window per sample."""
+    if padding == 0:
+        return images
+    n, c, h, w = images.shape
+    padded = F.pad(images, (padding,) * 4)
+    dy = torch.randint(0, 2 * padding + 1, (n,), device=images.device, generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (n,), device=images.device, generator=generator)
+    rows = (dy[:, None] + torch.arange(h, device=images.device)).view(n, 1, h, 1)
+    cols = (dx[:, None] + torch.arange(w, device=images.device)).view(n, 1, 1, w)
+    # Two gathers: first pick the rows of each sample's window, then its columns.
+    out = padded.gather(2, rows.expand(n, c, h, w + 2 * padding))
+    return out.gather(3, cols.expand(n, c, h, w))
+
+
+def random_flip(images: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """Mirror each sample left-right with probability p."""
+    flip = torch.rand(images.shape[0], device=images.device, generator=generator) < p
+    return torch.where(flip.view(-1, 1, 1, 1), images.flip(3), images)
+
+
+def cutout(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero one size x size square per sample; its centre is uniform over the image and the
+    square is clipped at the border (so near the edges fewer than size^2 pixels are zeroed)."""
+    if size <= 0:
+        return images
+    n, _, h, w = images.shape
+    cy = torch.randint(0, h, (n, 1), device=images.device, generator=generator)
+    cx = torch.randint(0, w, (n, 1), device=images.device, generator=generator)
+    r = torch.arange(h, device=images.device)
+    q = torch.arange(w, device=images.device)
+    in_rows = (r >= cy - size // 2) & (r < cy - size // 2 + size)  # (N, H)
+    in_cols = (q >= cx - size // 2) & (q < cx - size // 2 + size)  # (N, W)
+    mask = in_rows[:, :, None] & in_cols[:, None, :]
+    return images.masked_fill(mask[:, None], 0)
+
+
+def resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear resize of float images to size x size (e.g. 28x28 -> 64x64 for AlexNet)."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    return F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False)
+
+
+def augment(
+    images: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    padding: int = 4,
+    flip: bool = True,
+    cutout_size: int = 0,
+    size: int | None = None,
+) -> torch.Tensor:
+    """The standard training pipeline: crop -> flip (on uint8) -> normalize -> cutout [-> resize]."""
+    x = random_crop(images, padding, generator)
+    if flip:
+        x = random_flip(x, generator)
+    x = cutout(normalize(x, mean, std), cutout_size, generator)
+    return resize(x, size) if size else x
+
+
+def batch_augment(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    m: int,
+    generator: torch.Generator,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    padding: int = 4,
+    flip: bool = True,
+    cutout: int = 0,
+    size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch augmentation (Hoffer et al. 2019): every sample appears m times, each copy with its
+    own crop/flip/cutout draw; labels repeated the same way. Returns (m*B, C, H, W), (m*B,).
+    m=1 is exactly the plain pipeline `augment`."""
+    if m < 1:
+        raise ValueError(f"m must be >= 1, got {m}")
+    x = images.repeat(m, 1, 1, 1)  # copy k of sample i sits at row k*B + i
+    x = augment(x, generator, mean=mean, std=std, padding=padding, flip=flip, cutout_size=cutout, size=size)
+    return x, labels.repeat(m)
+
+
+def eval_transform(images: torch.Tensor, *, mean: Sequence[float], std: Sequence[float],
+                   size: int | None = None) -> torch.Tensor:
+    """Test-time pipeline: normalize (and resize if the model needs it), nothing random."""
+    x = normalize(images, mean, std)
+    return resize(x, size) if size else x
