@@ -1,0 +1,1 @@
+"""MLflow records -> pandas -> matplotlib figures and tables (`python -m analysis STUDY`)."""

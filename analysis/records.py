@@ -1,0 +1,113 @@
+"""MLflow records of a sweep -> pandas.
+
+    >>> from analysis.records import load_sweep
+    >>> sweep = load_sweep("depth_width")          # latest sweep of the study
+    >>> sweep.runs[["widths", "n_params", "test/rmse", "trial_status"]]
+
+One row per child run (trial): its params (numbers parsed), its final metrics
+(the last value of each, i.e. at the epoch the trial ended) and its tags.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+PARENT_TAG = "sweep.parent"
+DEFAULT_RESULTS_DIR = "results"
+
+
+def default_tracking_uri(results_dir: str | os.PathLike = DEFAULT_RESULTS_DIR) -> str:
+    """`MLFLOW_TRACKING_URI` if set, else a SQLite file under the results directory."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return "sqlite:///" + str(Path(results_dir).resolve() / "mlflow.db")
+
+
+@dataclass
+class Sweep:
+    parent: Run
+    runs: pd.DataFrame
+    tracking_uri: str
+
+    @property
+    def parent_run_id(self) -> str:
+        return self.parent.info.run_id
+
+
+class RecordsError(LookupError):
+    """No such study or sweep in the tracking store; the message says what to run."""
+
+
+def _number(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except (TypeError, ValueError):
+            pass
+    return text
+
+
+def find_parent_run(client: MlflowClient, study: str, parent_run_id: str | None = None) -> Run:
+    if parent_run_id:
+        return client.get_run(parent_run_id)
+    experiment = client.get_experiment_by_name(study)
+    if experiment is None:
+        raise RecordsError(f"no MLflow experiment named {study!r} at {client.tracking_uri}; run `python sweeps/{study}.py` first")
+    parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '1'",
+                                 order_by=["attributes.start_time DESC"], max_results=1)
+    if not parents:
+        raise RecordsError(f"experiment {study!r} has no sweep yet; run `python sweeps/{study}.py` first")
+    return parents[0]
+
+
+def load_sweep(study: str, parent_run_id: str | None = None, tracking_uri: str | None = None) -> Sweep:
+    tracking_uri = tracking_uri or default_tracking_uri()
+    client = MlflowClient(tracking_uri)
+    parent = find_parent_run(client, study, parent_run_id)
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+        max_results=50_000,
+    )
+    rows = []
+    for run in children:
+        row = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status}
+        row.update({k: _number(v) for k, v in run.data.params.items()})
+        row.update(run.data.metrics)
+        row.update({k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")})
+        rows.append(row)
+    return Sweep(parent=parent, runs=pd.DataFrame(rows), tracking_uri=tracking_uri)
+
+
+def metric_history(sweep: Sweep, key: str) -> pd.DataFrame:
+    """Long table (run_id, step, value) of one metric over epochs, for curves."""
+    client = MlflowClient(sweep.tracking_uri)
+    rows = [
+        {"run_id": run_id, "step": m.step, "value": m.value}
+        for run_id in sweep.runs.get("run_id", [])
+        for m in client.get_metric_history(run_id, key)
+    ]
+    return pd.DataFrame(rows, columns=["run_id", "step", "value"])
+
+
+def ui_hint(tracking_uri: str, experiment_id: str) -> str:
+    """How to open the runs table (parents with nested trials) in the MLflow UI."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"open {tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs"
+    return (f"mlflow ui --backend-store-uri {tracking_uri}  then open "
+            f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs")
+
+
+def log_artifacts(tracking_uri: str, run_id: str, paths: list[Path], artifact_path: str = "figures") -> None:
+    client = MlflowClient(tracking_uri)
+    for path in paths:
+        client.log_artifact(run_id, str(path), artifact_path)
+
+
+__all__ = ["Sweep", "RecordsError", "load_sweep", "metric_history", "default_tracking_uri", "ui_hint",
+           "log_artifacts", "find_parent_run"]

@@ -1,0 +1,34 @@
+"""Turn a sweep's MLflow records into its figures and tables, and log them back.
+
+Used at the end of every sweep and by `python -m analysis STUDY`, so the figures
+a sweep shows are always the ones its records can regenerate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from analysis.records import Sweep, log_artifacts
+
+
+def render(sweep: Sweep, figures: Callable[[pd.DataFrame, Path], list[Path]], out_dir: str | Path) -> list[Path]:
+    """Write the study's PNGs and a CSV of all trials to `out_dir`, and log them to the parent run."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [Path(p) for p in figures(sweep.runs, out_dir)]
+    table = out_dir / "trials.csv"
+    sweep.runs.to_csv(table, index=False)
+    log_artifacts(sweep.tracking_uri, sweep.parent_run_id, paths, "figures")
+    log_artifacts(sweep.tracking_uri, sweep.parent_run_id, [table], "tables")
+    return paths + [table]
+
+
+def status_counts(runs: pd.DataFrame) -> str:
+    if runs.empty or "trial_status" not in runs:
+        return "0 trials"
+    counts = runs["trial_status"].value_counts()
+    parts = [f"{counts.get(k, 0)} {k}" for k in ("finished", "stopped", "diverged", "error") if counts.get(k, 0)]
+    return f"{len(runs)} trials ({', '.join(parts) or 'none ended'})"

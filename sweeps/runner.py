@@ -1,0 +1,388 @@
+"""The shared sweep runner: one command line for every study.
+
+    python sweeps/<study>.py [--preset smoke|quick|paper] [--search grid|optuna|random]
+                             [--scheduler fifo|asha] [--set key=value ...] [--address auto] ...
+
+What it does, in order (so bad input fails before anything is created):
+1. parse and validate the flags and the config (`--set` overrides are typed);
+2. check the MLflow tracking store and connect to (or start) Ray;
+3. build the study's data once on the driver; Tune ships it to every trial
+   through the object store (`tune.with_parameters`);
+4. open a parent MLflow run, run the trials with Ray Tune (one child run each,
+   see `sweeps.recording`), then draw the figures from the MLflow records and
+   log them to the parent run;
+5. print a summary: best configs, figures, how to browse the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, Sequence
+
+from trainables.config import ConfigError, from_dict, parse_value, to_dict
+
+from sweeps.study import Study
+
+SEARCHES = ("grid", "optuna", "random")
+SCHEDULERS = ("fifo", "asha")
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line, exit code 2."""
+
+
+def fail(message: str) -> NoReturn:
+    first_line = str(message).strip().splitlines()[0] if str(message).strip() else "unknown error"
+    print(f"error: {first_line}", file=sys.stderr)
+    sys.exit(2)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # argparse prints usage + error; we print one line
+        fail(f"{message} (see --help)")
+
+
+def build_parser(study: Study) -> argparse.ArgumentParser:
+    presets = "; ".join(f"{name}: {p.description}" for name, p in study.presets.items())
+    p = _Parser(
+        prog=f"python sweeps/{study.name}.py",
+        description=f"{study.description}\n\nPresets: {presets}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Results: figures under RESULTS_DIR/<study>/, MLflow store RESULTS_DIR/mlflow.db "
+               "(or MLFLOW_TRACKING_URI), Ray Tune state under STORAGE.",
+    )
+    p.add_argument("--preset", default=study.default_preset, choices=list(study.presets),
+                   help=f"scale of the study (default {study.default_preset})")
+    p.add_argument("--search", default="grid", choices=SEARCHES,
+                   help="grid: every point of the preset's space; optuna: Ray Tune's OptunaSearch (TPE); "
+                        "random: random sampling (default grid)")
+    p.add_argument("--num-samples", type=int, default=None,
+                   help="trials for --search optuna/random (default: the preset's)")
+    p.add_argument("--scheduler", default="fifo", choices=SCHEDULERS,
+                   help=f"fifo: run every trial to the end; asha: ASHA early stopping on {study.metric} "
+                        "with the epoch as time (default fifo)")
+    p.add_argument("--max-concurrent", type=int, default=None, help="at most this many trials at once")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
+    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial, fractions allowed (default 0)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to join: 'auto', HOST:PORT or ray://...; default: RAY_ADDRESS, else a local Ray")
+    p.add_argument("--storage", default=None,
+                   help="where Ray Tune keeps experiment state and checkpoints: a folder or s3://bucket/prefix "
+                        "(default RESULTS_DIR/ray)")
+    p.add_argument("--results-dir", default="results", help="figures, tables and the default MLflow store (default ./results)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the trials and of the search algorithm (default 0)")
+    p.add_argument("--resume", action="store_true", help="continue the latest interrupted sweep of this study")
+    p.add_argument("--retry-errored", action="store_true", help="with --resume: run errored trials again")
+    p.add_argument("--max-failures", type=int, default=2, help="retries of a trial whose process died (default 2)")
+    p.add_argument("--checkpoint-every", type=int, default=10,
+                   help="checkpoint a trial every N epochs and at its last (default 10; 0 = never)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override one config value (repeatable); a swept key is then fixed. "
+                        f"'seeds=N' trains every config with N replicate seeds. Keys: "
+                        f"{', '.join(to_dict(study.config_cls()))}")
+    return p
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the sweep will run, resolved from the flags before anything starts."""
+
+    base: dict[str, Any]  # config shared by all trials
+    space: dict[str, Any]  # swept keys -> values (list) or a Tune domain
+    num_samples: int
+    epochs: int
+    grace_period: int
+
+
+def resolve_plan(study: Study, args: argparse.Namespace) -> Plan:
+    preset = study.presets[args.preset]
+    base = {**to_dict(study.config_cls()), **preset.config}
+    if "seed" in base:
+        base["seed"] = args.seed
+    space = dict(preset.space)
+    seeds = 1
+    for item in args.overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set {item!r} is not KEY=VALUE; use e.g. --set lr=0.05")
+        if key == "seeds":
+            try:
+                seeds = int(text)
+            except ValueError:
+                raise UsageError(f"seeds={text!r} should be an integer; use e.g. --set seeds=3") from None
+            if seeds < 1:
+                raise UsageError(f"seeds={seeds} must be at least 1")
+            continue
+        base[key] = parse_value(study.config_cls, key, text)
+        space.pop(key, None)  # a value given on the command line pins that axis
+    from_dict(study.config_cls, base)  # validates the base config as a whole
+    for key, values in space.items():
+        if isinstance(values, list):
+            for value in values:
+                from_dict(study.config_cls, {**base, key: value})
+    if seeds > 1:
+        space["seed"] = [args.seed + i for i in range(seeds)]
+    num_samples = args.num_samples if args.num_samples is not None else preset.num_samples
+    if num_samples < 1:
+        raise UsageError(f"--num-samples {num_samples} must be at least 1")
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise UsageError(f"--max-concurrent {args.max_concurrent} must be at least 1")
+    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
+        raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    epochs = int(base.get(study.epochs_key, 1))
+    return Plan(base, space, num_samples if args.search != "grid" else 1, epochs, min(preset.asha_grace_period, epochs))
+
+
+def _encode(value: Any) -> Any:
+    """Tune's param space holds plain values; tuples travel as '64-32' strings."""
+    return "-".join(map(str, value)) if isinstance(value, tuple) else value
+
+
+def param_space(plan: Plan, search: str) -> dict[str, Any]:
+    from ray import tune
+
+    space = {k: _encode(v) for k, v in plan.base.items()}
+    for key, values in plan.space.items():
+        if isinstance(values, list):
+            values = [_encode(v) for v in values]
+            space[key] = tune.grid_search(values) if search == "grid" else tune.choice(values)
+        else:
+            space[key] = values
+    return space
+
+
+# ---------------------------------------------------------------- checks that create nothing
+
+def check_tracking_uri(uri: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    if uri.startswith(("http://", "https://")):
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).read()
+        except Exception as e:  # noqa: BLE001  (any failure means the same thing to the user)
+            raise UsageError(f"MLflow tracking server {uri} is unreachable ({e}); start it or unset MLFLOW_TRACKING_URI "
+                             f"to use the local store") from None
+    try:
+        MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as e:  # noqa: BLE001
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"cannot use MLflow tracking URI {uri!r} ({reason}); fix MLFLOW_TRACKING_URI or unset it "
+                         f"to use the local store") from None
+
+
+def init_ray(address: str | None) -> None:
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address and address not in ("auto", "local") and not address.startswith("ray://"):
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host or "127.0.0.1", int(port)), timeout=3).close()
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot reach Ray at --address {address} ({e}); start the cluster "
+                             f"(`ray start --head` or `ray up cluster.yaml`) or omit --address for a local Ray") from None
+    try:
+        ray.init(address=address, logging_level=logging.WARNING, configure_logging=True)
+    except Exception as e:  # noqa: BLE001
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"cannot connect to Ray at --address {address} ({reason}); start the cluster or omit "
+                         f"--address for a local Ray") from None
+
+
+# ---------------------------------------------------------------- provenance
+
+def provenance_tags() -> dict[str, str]:
+    import mlflow
+    import ray
+    import torch
+
+    def git(*cmd: str) -> str:
+        try:
+            return subprocess.run(["git", *cmd], cwd=PROJECT_DIR, capture_output=True, text=True,
+                                  timeout=5).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {
+        "git_commit": git("rev-parse", "HEAD") or "unknown",
+        "git_dirty": str(bool(git("status", "--porcelain", "--untracked-files=no"))),
+        "version.python": platform.python_version(),
+        "version.torch": torch.__version__,
+        "version.ray": ray.__version__,
+        "version.mlflow": mlflow.__version__,
+        "host": socket.gethostname(),
+    }
+
+
+# ---------------------------------------------------------------- the sweep
+
+def _experiment(client, name: str, results_dir: Path, local_store: bool) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifacts = (results_dir / "mlartifacts").as_uri() if local_store else None
+    return client.create_experiment(name, artifact_location=artifacts,
+                                    tags={"mlflow.experimentKind": "custom_model_development"})
+
+
+def _scheduler(study: Study, plan: Plan, kind: str):
+    if kind == "fifo":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(time_attr="epoch", max_t=plan.epochs, grace_period=plan.grace_period, reduction_factor=3)
+
+
+def _searcher(search: str, seed: int):
+    if search != "optuna":
+        return None
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return OptunaSearch(seed=seed)
+
+
+def _quiet_tune() -> None:
+    """Keep Tune's concise status table; drop what MLflow already records or what is noise at this scale."""
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # MLflow is the record: no per-trial JSON/CSV
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # ...hence Tune's result grid finds no per-trial metrics files and says so for every trial.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    try:  # a config and a result box per trial would bury the status table in a 143-trial sweep
+        from ray.tune.experimental.output import AirVerbosity, TuneTerminalReporter
+
+        TuneTerminalReporter._start_end_verbosity = AirVerbosity.VERBOSE
+    except (ImportError, AttributeError):
+        pass
+
+
+def main(study: Study, argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(study).parse_args(argv)
+    try:
+        return _run(study, args, argv)
+    except UsageError as e:
+        fail(str(e))
+    except ConfigError as e:
+        fail(str(e))
+
+
+def _run(study: Study, args: argparse.Namespace, argv: list[str]) -> int:
+    from analysis.records import default_tracking_uri, find_parent_run, load_sweep, ui_hint
+    from mlflow.tracking import MlflowClient
+
+    results_dir = Path(args.results_dir).resolve()
+    local_store = not os.environ.get("MLFLOW_TRACKING_URI")
+    tracking_uri = default_tracking_uri(results_dir)
+    resume_from = None
+    if args.resume:
+        if not (local_store and not (results_dir / "mlflow.db").exists()):
+            check_tracking_uri(tracking_uri)
+            try:
+                resume_from = find_parent_run(MlflowClient(tracking_uri), study.name)
+            except LookupError:
+                resume_from = None
+        if resume_from is None:
+            raise UsageError(f"--resume: no earlier sweep of {study.name} in {tracking_uri}; run without --resume")
+        stored = json.loads(resume_from.data.tags["sweep.argv"])
+        args = build_parser(study).parse_args(stored)
+        args.resume, args.retry_errored = True, "--retry-errored" in argv
+    plan = resolve_plan(study, args)
+    if not local_store:
+        check_tracking_uri(tracking_uri)
+    init_ray(args.address)
+    import ray
+    from ray import tune
+
+    _quiet_tune()
+    data = study.make_data(from_dict(study.config_cls, plan.base))
+
+    results_dir.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(tracking_uri)
+    experiment_id = _experiment(client, study.name, results_dir, local_store)
+    storage = args.storage or str(results_dir / "ray")
+    if resume_from is not None:
+        parent_id = resume_from.info.run_id
+        experiment_path = resume_from.data.tags["ray_experiment_path"]
+        client.update_run(parent_id, status="RUNNING")
+    else:
+        name = f"{study.name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        experiment_path = storage.rstrip("/") + "/" + name
+        tags = {"sweep.parent": "1", "preset": args.preset, "search": args.search, "scheduler": args.scheduler,
+                "sweep.argv": json.dumps(argv), "ray_experiment_path": experiment_path, **provenance_tags()}
+        parent_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+        params = {f"base.{k}": str(_encode(v)) for k, v in plan.base.items()}
+        params.update({f"space.{k}": str(v)[:500] for k, v in plan.space.items()})
+        params.update({"num_samples": str(plan.num_samples), "cpus_per_trial": str(args.cpus_per_trial),
+                       "gpus_per_trial": str(args.gpus_per_trial)})
+        for key, value in params.items():
+            client.log_param(parent_id, key, value)
+
+    from sweeps.recording import MLflowRecorder
+    from trainables.session import tune_trainable
+
+    trainable = tune.with_parameters(tune_trainable(study.trial_fn, study.epochs_key), data=data,
+                                     checkpoint_every=args.checkpoint_every)
+    trainable = tune.with_resources(trainable, {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
+    started = time.perf_counter()
+    status = "FAILED"
+    try:
+        if resume_from is not None:
+            tuner = tune.Tuner.restore(experiment_path, trainable, resume_unfinished=True,
+                                       resume_errored=args.retry_errored)
+        else:
+            recorder = MLflowRecorder(tracking_uri, experiment_id, parent_id, study.derived_params, study.epochs_key)
+            tuner = tune.Tuner(
+                trainable,
+                param_space=param_space(plan, args.search),
+                tune_config=tune.TuneConfig(
+                    metric=study.metric, mode=study.mode, search_alg=_searcher(args.search, args.seed),
+                    scheduler=_scheduler(study, plan, args.scheduler), num_samples=plan.num_samples,
+                    max_concurrent_trials=args.max_concurrent, reuse_actors=True,
+                ),
+                run_config=tune.RunConfig(
+                    name=experiment_path.rsplit("/", 1)[1], storage_path=storage, callbacks=[recorder],
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                    failure_config=tune.FailureConfig(max_failures=args.max_failures), verbose=1,
+                ),
+            )
+        results = tuner.fit()
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        print(f"\ninterrupted; continue with: python sweeps/{study.name}.py --resume", file=sys.stderr)
+        return 130
+    finally:
+        client.set_terminated(parent_id, status=status)
+        ray.shutdown()
+    elapsed = time.perf_counter() - started
+
+    from analysis.report import render, status_counts
+
+    sweep = load_sweep(study.name, parent_id, tracking_uri)
+    out_dir = results_dir / study.name
+    paths = render(sweep, study.figures, out_dir)
+    print(f"\n== {study.name} ({args.preset}, {args.search}, {args.scheduler}): {status_counts(sweep.runs)} "
+          f"in {elapsed:.1f} s")
+    print(study.summary(sweep.runs))
+    print(f"figures and table: {', '.join(str(p.relative_to(Path.cwd()) if p.is_relative_to(Path.cwd()) else p) for p in paths)}")
+    print(f"MLflow: {ui_hint(tracking_uri, experiment_id)}  (parent run {parent_id})")
+    print(f"regenerate the figures: python -m analysis {study.name} --parent-run {parent_id}"
+          + ("" if args.results_dir == "results" else f" --results-dir {shlex.quote(args.results_dir)}"))
+    errors = sum(1 for r in results if r.error is not None)
+    return 1 if errors and errors == len(results) else 0
