@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from trainables.augment import augment, batch_augment, cutout, eval_transform, normalize, random_crop, random_flip, resize
+from trainables.augment import (augment, batch_augment, cutout, eval_transform, normalize, random_crop, random_crop_flip,
+                                random_flip, resize)
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 
@@ -23,6 +24,7 @@ def test_normalize():
     assert y.dtype == torch.float32 and y.shape == x.shape
     expected = (x[:, 1].float() / 255 - MEAN[1]) / STD[1]
     torch.testing.assert_close(y[:, 1], expected)
+    torch.testing.assert_close(normalize(x.float() / 255, MEAN, STD), y)
 
 
 def test_crop_is_a_shifted_window_with_zero_border():
@@ -46,6 +48,16 @@ def test_flip():
     flipped = [torch.equal(y[i], x[i].flip(2)) for i in range(64)]
     kept = [torch.equal(y[i], x[i]) for i in range(64)]
     assert all(f or k for f, k in zip(flipped, kept)) and 15 < sum(flipped) < 49
+
+
+def test_fused_crop_flip_equals_crop_then_flip():
+    x = images(32)
+    for padding, p in ((4, 0.5), (0, 0.5), (2, 1.0), (4, 0.0)):
+        g1, g2 = gen(5), gen(5)
+        expected = random_crop(x, padding, g1)
+        if p > 0:
+            expected = random_flip(expected, g1, p)
+        assert torch.equal(random_crop_flip(x, padding, g2, p), expected)
 
 
 def test_cutout_square_and_border_clipping():

@@ -23,10 +23,11 @@ import torch.nn.functional as F
 
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """uint8 [0, 255] (or float [0, 1]) (N, C, H, W) -> float32 standardized per channel."""
-    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-    m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    s = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    return (x - m) / s
+    scale = 1 / 255.0 if images.dtype == torch.uint8 else 1.0
+    m = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=images.device).view(1, -1, 1, 1)
+    # One multiply-add on a fresh float copy: x * scale/std - mean/std.
+    return images.float().mul_(scale / s).sub_(m / s)
 
 
 def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
@@ -48,6 +49,24 @@ def random_flip(images: torch.Tensor, generator: torch.Generator, p: float = 0.5
     """Mirror each sample left-right with probability p."""
     flip = torch.rand(images.shape[0], device=images.device, generator=generator) < p
     return torch.where(flip.view(-1, 1, 1, 1), images.flip(3), images)
+
+
+def random_crop_flip(images: torch.Tensor, padding: int, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """`random_flip(random_crop(x, padding, g), g, p)` in one gather (same random draws, same
+    result). Fewer, larger ops matter on CPU: each op is a parallel region, and with more busy
+    threads than cores every region waits for a descheduled thread."""
+    n, c, h, w = images.shape
+    dev = images.device
+    hp, wp = h + 2 * padding, w + 2 * padding
+    padded = F.pad(images, (padding,) * 4).view(n, c, hp * wp) if padding else images.reshape(n, c, h * w)
+    dy = torch.randint(0, 2 * padding + 1, (n, 1, 1), device=dev, generator=generator) if padding else 0
+    dx = torch.randint(0, 2 * padding + 1, (n, 1, 1), device=dev, generator=generator) if padding else 0
+    flip = (torch.rand(n, device=dev, generator=generator) < p) if p > 0 else torch.zeros(n, dtype=torch.bool, device=dev)
+    flip = flip.view(n, 1, 1)
+    q = torch.arange(w, device=dev)
+    cols = dx + torch.where(flip, w - 1 - q, q)  # a flip reads the window's columns right to left
+    index = (dy + torch.arange(h, device=dev).view(1, h, 1)) * wp + cols  # (N, H, W) flat offsets
+    return padded.gather(2, index.view(n, 1, h * w).expand(n, c, h * w)).view(n, c, h, w)
 
 
 def cutout(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -85,9 +104,7 @@ def augment(
     size: int | None = None,
 ) -> torch.Tensor:
     """The standard training pipeline: crop -> flip (on uint8) -> normalize -> cutout [-> resize]."""
-    x = random_crop(images, padding, generator)
-    if flip:
-        x = random_flip(x, generator)
+    x = random_crop_flip(images, padding, generator, 0.5 if flip else 0.0)
     x = cutout(normalize(x, mean, std), cutout_size, generator)
     return resize(x, size) if size else x
 
