@@ -10,8 +10,9 @@ Counting: forward hooks on every leaf module of a batch-1 forward pass in eval m
 (multiply-accumulates) are counted for convolutions (K*K*Cin/groups per output element) and
 linear layers (in_features per output element); pooling, normalization, activations and
 element-wise adds count 0. `flop_counter_macs` recounts with torch.utils.flop_counter as a
-cross-check (it reports FLOPs = 2 x MACs). "weights" = parameters without biases; "params"
-includes biases (and batch-norm gamma/beta). Activations = elements of a layer's output per sample.
+cross-check (it reports FLOPs = 2 x MACs). "weights" = parameters not named `bias`
+(batch-norm gamma counts as a weight, beta as a bias); "params" = all parameters.
+Activations = elements of a layer's output per sample.
 """
 
 from __future__ import annotations
