@@ -164,3 +164,37 @@ def test_failed_download_leaves_nothing(tmp_path, registry):
 def test_default_dir(monkeypatch):
     monkeypatch.delenv("DLSWEEPS_DATA_DIR", raising=False)
     assert str(vision_data.resolve_data_dir()).endswith(".cache/dlsweeps/data")
+
+
+def test_download_through_real_torchvision_path(tmp_path, registry):
+    """A local HTTP server stands in for the MNIST mirror: files are fetched, MD5-checked,
+    gunzipped by torchvision, then moved from the private temp dir into place."""
+    import functools
+    import gzip
+    import hashlib
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    data = make_mnist(served, "src")
+    resources = []
+    for raw in sorted((served / "src" / "raw").iterdir()):
+        gz = served / f"{raw.name}.gz"
+        gz.write_bytes(gzip.compress(raw.read_bytes()))
+        resources.append((gz.name, hashlib.md5(gz.read_bytes()).hexdigest()))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cls = type("LocalMNIST", (torchvision.datasets.MNIST,),
+                   {"mirrors": [f"http://127.0.0.1:{server.server_address[1]}/"], "resources": resources})
+        registry("local", cls)
+        root = tmp_path / "data"
+        loaded = load_vision_data("local", root)
+    finally:
+        server.shutdown()
+    np.testing.assert_array_equal(loaded.train.images[:, 0], data["train"][0])
+    assert sorted(p.name for p in (root / "LocalMNIST" / "raw").iterdir()) == sorted(
+        p.name for p in (served / "src" / "raw").iterdir())  # only the idx files, no archives
+    assert [p.name for p in root.iterdir() if p.name.startswith(".download")] == []

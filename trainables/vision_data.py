@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,7 +138,8 @@ def _read(name: str, root: Path, download: bool) -> tuple[object, object]:
                     train, test = _open(spec.cls, root, True), _open(spec.cls, root, False)
                     reason = "files unreadable after download"
                 except Exception as e:  # no network, HTTP error, bad checksum: all end the same way
-                    reason = f"download failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                    detail = " ".join(str(e).split())[:200]  # keep the error to one line
+                    reason = f"download failed: {type(e).__name__}: {detail}"
             if train is None or test is None:
                 raise DatasetUnavailableError(
                     f"dataset {name!r}: missing or corrupt {', '.join(bad)} under {root} ({reason}); "
@@ -226,7 +228,11 @@ def main() -> None:
     parser.add_argument("name", choices=sorted(DATASETS))
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
-    data = load_vision_data(args.name, args.data_dir)
+    try:
+        data = load_vision_data(args.name, args.data_dir)
+    except DatasetUnavailableError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(f"{data.name}: train {data.train.images.shape}, test {data.test.images.shape}, "
           f"mean {tuple(round(m, 4) for m in data.mean)}, std {tuple(round(s, 4) for s in data.std)}")
 
