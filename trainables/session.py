@@ -15,10 +15,14 @@ Both stop a trial whose loss became NaN or infinite: the epoch is reported with
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
+import queue
 import tempfile
+import threading
+import time
 from typing import Any, Callable
 
 import torch
@@ -52,11 +56,26 @@ class LocalSession:
 
 
 class TuneSession:
-    """Reports to Ray Tune; checkpoints are `state.pt` files in a Tune checkpoint folder."""
+    """Reports to Ray Tune from a background thread; checkpoints are `state.pt` files.
+
+    Each `tune.report` blocks its caller for a round of Ray's bookkeeping (~2 ms
+    measured on 2 CPUs, 7% of a 30 ms epoch), so the training loop only queues
+    the epoch's metrics (and the checkpoint, serialized right away because
+    training goes on mutating the weights) and a reporter thread hands them to
+    Tune in order. When Tune stops the trial (ASHA), Ray ends the reporting
+    thread with SystemExit; the loop sees it at its next report and returns, so
+    a stopped trial trains at most one epoch more than it reports.
+    """
 
     def __init__(self, epochs: int, checkpoint_every: int):
         self.epochs = epochs
         self.checkpoint_every = checkpoint_every
+        self.report_s = 0.0  # time the training loop spent blocked in reporting and checkpointing
+        self.stopped = False
+        self._error: BaseException | None = None
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._drain, name="tune-reporter", daemon=True)
+        self._thread.start()
 
     def restore(self) -> dict | None:
         from ray import tune
@@ -68,17 +87,51 @@ class TuneSession:
             return torch.load(os.path.join(folder, STATE_FILE), map_location="cpu", weights_only=False)
 
     def report(self, metrics: dict[str, float], epoch: int, state_fn: Callable[[], dict] | None = None) -> bool:
+        started = time.perf_counter()
+        self._raise_reporter_error()
+        if self.stopped:
+            return False
+        diverged = is_diverged(metrics)
+        metrics = {**metrics, "epoch": epoch, "diverged": int(diverged), "time/report_s": self.report_s}
+        state = None
+        if state_fn is not None and not diverged and _checkpoint_due(epoch, self.epochs, self.checkpoint_every):
+            buffer = io.BytesIO()
+            torch.save(state_fn(), buffer)
+            state = buffer.getvalue()
+        self._queue.put((metrics, state))
+        self.report_s += time.perf_counter() - started
+        return not diverged
+
+    def close(self) -> None:
+        """Wait until Tune has every report; call once when the trial's loop returns."""
+        self._queue.put(None)
+        self._thread.join()
+        self._raise_reporter_error()
+
+    def _drain(self) -> None:
         from ray import tune
 
-        diverged = is_diverged(metrics)
-        metrics = {**metrics, "epoch": epoch, "diverged": int(diverged)}
-        if state_fn is None or diverged or not _checkpoint_due(epoch, self.epochs, self.checkpoint_every):
-            tune.report(metrics)
-            return not diverged
-        with tempfile.TemporaryDirectory() as folder:
-            torch.save(state_fn(), os.path.join(folder, STATE_FILE))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
-        return True
+        while (item := self._queue.get()) is not None:
+            metrics, state = item
+            try:
+                if state is None:
+                    tune.report(metrics)
+                    continue
+                with tempfile.TemporaryDirectory() as folder:
+                    with open(os.path.join(folder, STATE_FILE), "wb") as f:
+                        f.write(state)
+                    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+            except SystemExit:  # Tune stopped the trial
+                self.stopped = True
+                return
+            except BaseException as e:  # noqa: BLE001  (re-raised in the training thread)
+                self._error = e
+                return
+
+    def _raise_reporter_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def _checkpoint_due(epoch: int, epochs: int, every: int) -> bool:
@@ -107,7 +160,14 @@ def tune_trainable(trial_fn: Callable, epochs_key: str = "epochs") -> Callable:
         # Ray logs every persisted checkpoint at INFO; at one checkpoint per few epochs that floods the driver.
         for name in ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        trial_fn(config, data, TuneSession(int(config[epochs_key]), checkpoint_every))
+        session = TuneSession(int(config[epochs_key]), checkpoint_every)
+        try:
+            trial_fn(config, data, session)
+        finally:
+            session.close()
+        if session.stopped:
+            # End the thread the way Ray ends a stopped trial's, without the final report it no longer takes.
+            raise SystemExit(0)
 
     trainable.__name__ = getattr(trial_fn, "__name__", "trainable")
     return trainable
