@@ -20,6 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 DEPTH_COLORS = {1: "tab:blue", 2: "tab:orange", 3: "tab:green"}
 RMSE = "test/rmse"
@@ -79,6 +80,8 @@ def figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         _curve(ax, by_total["total_units"].to_numpy(), by_total["rmse"].to_numpy(), by_total["lo"], by_total["hi"],
                depth, by_total["stopped"].to_numpy())
     _finish(ax, "total hidden units", "test RMSE (units of f)", "Test RMSE vs total hidden units", note)
+    if ax.has_data():
+        ax.set_xticks([16, 32, 64, 128, 256, 512])
     paths.append(_save(fig, out_dir / "rmse_vs_hidden_units.png"))
 
     for y, std, ylabel, title, name in [
@@ -101,6 +104,11 @@ def _finish(ax, xlabel: str, ylabel: str, title: str, note: str) -> None:
     else:
         ax.set_xscale("log")
         ax.set_yscale("log")
+        # plain numbers; on y also the 2x, 3x and 5x minor ticks (RMSE spans less than a decade)
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "235" else ""))
         ax.legend(fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
