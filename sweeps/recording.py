@@ -35,6 +35,8 @@ def param_value(value: Any) -> str:
 def trial_status(result: dict[str, Any], epochs: int) -> str:
     if result.get("diverged"):
         return "diverged"
+    if result.get("target_reached"):  # the trial stopped itself at its target: that is a finished trial
+        return "finished"
     return "finished" if int(result.get("epoch", 0)) >= epochs else "stopped"
 
 
