@@ -28,7 +28,7 @@ def _parent_id(stdout: str) -> str:
 
 @pytest.mark.slow
 def test_smoke_grid_end_to_end_and_regeneration(tmp_path):
-    proc = run_script([SCRIPT, "--preset", "smoke", "--results-dir", "res"], cwd=tmp_path)
+    proc = run_script([SCRIPT, "--preset", "smoke", "--set", "seeds=2", "--results-dir", "res"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = tmp_path / "res"
     parent_id = _parent_id(proc.stdout)
@@ -37,7 +37,9 @@ def test_smoke_grid_end_to_end_and_regeneration(tmp_path):
     assert parent.data.tags["search"] == "grid" and parent.data.tags["scheduler"] == "fifo"
     assert len(parent.data.tags["git_commit"]) >= 7 and parent.data.tags["version.torch"]
     assert parent.info.status == "FINISHED"
-    assert sorted(c.data.params["widths"] for c in children) == ["16", "16-16-16", "32-16"]
+    # 3 networks x 2 replicate seeds, one child run each
+    assert sorted((c.data.params["widths"], c.data.params["seed"]) for c in children) == [
+        (w, s) for w in ["16", "16-16-16", "32-16"] for s in ("0", "1")]
     for child in children:
         params = child.data.params
         assert {"n_layers", "widths", "total_units", "n_params", "lr", "momentum", "epochs"} <= set(params)

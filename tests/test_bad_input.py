@@ -1,0 +1,60 @@
+"""Bad input: a one-line error naming the problem, exit code 2, nothing created."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import ROOT, run_script
+from sweeps.depth_width import STUDY
+from sweeps.runner import main
+
+CASES = [
+    (["--preset", "huge"], {}, "invalid choice: 'huge'"),
+    (["--search", "bayes"], {}, "argument --search: invalid choice"),
+    (["--scheduler", "pbt"], {}, "argument --scheduler: invalid choice"),
+    (["--set", "epochs=0"], {}, "epochs=0 must be a positive integer"),
+    (["--set", "epochs=-3"], {}, "epochs=-3 must be a positive integer"),
+    (["--set", "widths=512-64"], {}, "over the budget of 512"),
+    (["--set", "depth=3"], {}, "unknown config key 'depth'"),
+    (["--set", "lr=fast"], {}, "lr='fast' should be a number"),
+    (["--set", "epochs"], {}, "is not KEY=VALUE"),
+    (["--set", "seeds=many"], {}, "seeds='many' should be an integer"),
+    (["--num-samples", "0", "--search", "random"], {}, "--num-samples 0 must be at least 1"),
+    (["--address", "127.0.0.1:1"], {}, "cannot reach Ray at --address 127.0.0.1:1"),
+    ([], {"MLFLOW_TRACKING_URI": "http://127.0.0.1:1"}, "MLflow tracking server http://127.0.0.1:1 is unreachable"),
+    ([], {"MLFLOW_TRACKING_URI": "bogus://nowhere"}, "cannot use MLflow tracking URI 'bogus://nowhere'"),
+    (["--resume"], {}, "--resume: no earlier sweep of depth_width"),
+]
+
+
+@pytest.mark.parametrize("argv,env,message", CASES, ids=[" ".join(c[0]) or next(iter(c[1].values())) for c in CASES])
+def test_bad_input_exits_2_with_one_line(argv, env, message, tmp_path, monkeypatch, capsys, clean_env):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    results = tmp_path / "res"
+    with pytest.raises(SystemExit) as exit_info:
+        main(STUDY, [*argv, "--results-dir", str(results)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("error: ") and message in err, err
+    assert not results.exists()  # no results folder and no MLflow store were created
+
+
+def test_bad_input_from_the_command_line(tmp_path):
+    proc = run_script([str(ROOT / "sweeps" / "depth_width.py"), "--set", "widths=256-256-64"], cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("error: widths=256-256-64 has 576 hidden units, over the budget of 512; "
+                                   "choose widths summing to at most 512")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_documents_every_runner_flag(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(STUDY, ["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--preset", "--search", "--num-samples", "--scheduler", "--max-concurrent", "--cpus-per-trial",
+                 "--gpus-per-trial", "--address", "--storage", "--results-dir", "--seed", "--resume", "--set"):
+        assert flag in out
+    assert "smoke:" in out and "paper:" in out
