@@ -385,6 +385,8 @@ def _run(study: Study, args: argparse.Namespace, argv: list[str]) -> int:
     print(f"\n== {study.name} ({args.preset}, {args.search}, {args.scheduler}): {status_counts(sweep.runs)} "
           f"in {elapsed:.1f} s")
     print(study.summary(sweep.runs))
+    if study.after_sweep is not None:
+        print(study.after_sweep(sweep))
     print(f"figures and table: {', '.join(str(p.relative_to(Path.cwd()) if p.is_relative_to(Path.cwd()) else p) for p in paths)}")
     print(f"MLflow: {ui_hint(tracking_uri, experiment_id)}  (parent run {parent_id})")
     print(f"regenerate the figures: python -m analysis {study.name} --parent-run {parent_id}"

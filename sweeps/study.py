@@ -41,5 +41,9 @@ class Study:
     figures: Callable[[pd.DataFrame, Any], list]  # figures(runs, out_dir) -> [png paths]
     summary: Callable[[pd.DataFrame], str]  # a few lines for the end of a sweep
     derived_params: Callable[[dict], dict] = lambda config: {}  # extra MLflow params of a trial
+    # after_sweep(sweep) -> extra summary lines; for results stored on the parent run (e.g. lr_min/lr_max
+    # picked from a range test) or published reference numbers printed beside ours. `sweep` is an
+    # analysis.records.Sweep (its runs, parent run and tracking URI).
+    after_sweep: Callable[[Any], str] | None = None
     epochs_key: str = "epochs"
     default_preset: str = "quick"
