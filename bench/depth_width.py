@@ -7,7 +7,7 @@
     `DataLoader(TensorDataset, batch_size=1000, shuffle=True)`, for three networks,
     80k training points, batch 1000, both in this process with the same threads;
 (b) sweep overhead: wall time of a whole sweep minus the sum of its trials'
-    training time, for sweeps of 2 and 12 trivial trials (one at a time), split into
+    training time, for sweeps of 2 and 32 trivial trials (one at a time), split into
     a fixed start-up part and a per-trial part;
 (c) recording cost at the paper preset's rate (one report per epoch): the time a
     trial spends blocked in `tune.report` (and checkpointing) and the driver's time
@@ -87,17 +87,17 @@ def bench_overhead(tmp: Path) -> list[str]:
     from sweeps import depth_width
 
     overheads = {}
-    for trials in (2, 12):
+    for trials in (2, 32):
         argv = ["--preset", "smoke", "--set", "widths=16", "--set", f"seeds={trials}", "--set", "epochs=2",
                 "--max-concurrent", "1", "--checkpoint-every", "0"]
         wall, sweep = run_sweep(depth_width.STUDY, argv, tmp / f"overhead{trials}")
         assert len(sweep.runs) == trials
         overheads[trials] = wall - sweep.runs["time/train_s"].sum()
-    per_trial = (overheads[12] - overheads[2]) / 10
+    per_trial = (overheads[32] - overheads[2]) / 30
     fixed = overheads[2] - 2 * per_trial
     return ["(b) sweep overhead (wall time minus training time; one trial at a time, 1 CPU each)",
             f"    fixed start-up: {fixed:.1f} s   per extra trial: {per_trial:.3f} s   "
-            f"(sweeps of 2 and 12 trials: {overheads[2]:.1f} s and {overheads[12]:.1f} s)"]
+            f"(sweeps of 2 and 32 trials: {overheads[2]:.1f} s and {overheads[32]:.1f} s)"]
 
 
 def bench_recording(tmp: Path) -> list[str]:

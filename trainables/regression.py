@@ -25,6 +25,7 @@ from torch import nn
 
 from trainables.config import ConfigError, from_dict
 from trainables.models import build_model, count_parameters
+from trainables.session import load_training_state, training_state
 
 HIDDEN_UNIT_BUDGET = 512
 
@@ -120,15 +121,7 @@ def train_regression(config: dict[str, Any], data: dict[str, np.ndarray], sessio
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs) if cfg.lr_schedule == "cosine"
                  else torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0))
     generator = torch.Generator().manual_seed(cfg.seed)
-    start_epoch, train_s = 0, 0.0
-
-    state = session.restore()
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        start_epoch, train_s = state["epoch"], state["train_s"]
+    start_epoch, train_s = load_training_state(session.restore(), model, optimizer, scheduler, generator)
 
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
@@ -144,10 +137,7 @@ def train_regression(config: dict[str, Any], data: dict[str, np.ndarray], sessio
             "time/epoch_s": epoch_s,
             "time/train_s": train_s,
         }
-        state_fn = lambda: {  # noqa: E731  (built only when a checkpoint is due)
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "generator": generator.get_state(), "epoch": epoch, "train_s": train_s,
-        }
+        state_fn = lambda: training_state(model, optimizer, scheduler, generator, epoch, train_s)  # noqa: E731
         if not session.report(metrics, epoch, state_fn):
             return
 

@@ -134,6 +134,23 @@ class TuneSession:
             raise error
 
 
+def training_state(model, optimizer, scheduler, generator: torch.Generator, epoch: int, train_s: float) -> dict:
+    """What a checkpoint holds to resume a trial exactly: weights, optimizer and schedule, RNG, clock."""
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "generator": generator.get_state(), "epoch": epoch, "train_s": train_s}
+
+
+def load_training_state(state: dict | None, model, optimizer, scheduler, generator: torch.Generator) -> tuple[int, float]:
+    """Restore `training_state` in place; returns (epochs done, training seconds so far), (0, 0.0) if none."""
+    if state is None:
+        return 0, 0.0
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    generator.set_state(state["generator"])
+    return state["epoch"], state["train_s"]
+
+
 def _checkpoint_due(epoch: int, epochs: int, every: int) -> bool:
     return every > 0 and (epoch % every == 0 or epoch == epochs)
 
