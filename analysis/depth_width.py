@@ -2,11 +2,11 @@
 
     python -m analysis depth_width [--parent-run ID]
 
-1. test RMSE vs total hidden units, one curve per depth (networks with the same
-   total averaged; the band spans their min..max);
+1. test RMSE vs total hidden units, one curve per depth (all trials of networks with
+   the same total averaged; the band is +-1 std over them, networks and seeds);
 2. test RMSE vs number of parameters, one curve per depth;
 3. training time (excluding evaluation) vs number of parameters, one curve per depth.
-Replicate seeds are averaged, with a band of +-1 std. Diverged trials are left
+Replicate seeds are averaged, with a band (and error bars) of ±1 std. Diverged trials are left
 out (and counted in the title); trials stopped early by ASHA are drawn hollow,
 their RMSE being the one at the epoch they stopped.
 """
@@ -19,6 +19,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
@@ -51,7 +52,7 @@ def per_network(runs: pd.DataFrame) -> pd.DataFrame:
 def _title_note(runs: pd.DataFrame) -> str:
     _, dropped = _usable(runs)
     seeds = int(runs.groupby("widths").size().max()) if len(runs) else 0
-    notes = [f"{seeds} seeds per network (mean, band +-1 std)" if seeds > 1 else ""]
+    notes = [f"{seeds} seeds per network (mean, band ±1 std)" if seeds > 1 else ""]
     notes.append(f"{dropped} diverged/failed trial(s) left out" if dropped else "")
     return "; ".join(n for n in notes if n)
 
@@ -60,6 +61,10 @@ def _curve(ax, x, y, band_lo, band_hi, depth, hollow) -> None:
     color = DEPTH_COLORS.get(depth, None)
     ax.plot(x, y, "-", color=color, label=f"{depth} hidden layer{'s' if depth > 1 else ''}")
     ax.fill_between(x, band_lo, band_hi, color=color, alpha=0.15, linewidth=0)
+    spread = np.asarray(band_hi, dtype=float) - np.asarray(band_lo, dtype=float)
+    if (spread > 0).any():  # a band is invisible where a curve has a single point: add error bars
+        ax.errorbar(x, y, yerr=[y - np.asarray(band_lo, dtype=float), np.asarray(band_hi, dtype=float) - y],
+                    fmt="none", ecolor=color, alpha=0.6, capsize=2)
     ax.scatter(x[~hollow], y[~hollow], color=color, s=14, zorder=3)
     if hollow.any():
         ax.scatter(x[hollow], y[hollow], facecolors="none", edgecolors=color, s=30, zorder=3,
@@ -74,11 +79,14 @@ def figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     paths = []
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for depth, group in nets.groupby("n_layers"):
-        by_total = group.groupby("total_units").agg(rmse=("rmse", "mean"), lo=("rmse", "min"), hi=("rmse", "max"),
-                                                    stopped=("stopped", "any")).reset_index()
-        _curve(ax, by_total["total_units"].to_numpy(), by_total["rmse"].to_numpy(), by_total["lo"], by_total["hi"],
-               depth, by_total["stopped"].to_numpy())
+    ok, _ = _usable(runs)
+    for depth, group in ok.groupby("n_layers"):
+        # every trial of a depth and total (networks and seeds alike) counts once
+        by_total = group.groupby("total_units").agg(rmse=(RMSE, "mean"), std=(RMSE, "std"),
+                                                    stopped=("trial_status", lambda s: bool((s == "stopped").any())))
+        by_total = by_total.fillna({"std": 0.0}).reset_index()
+        _curve(ax, by_total["total_units"].to_numpy(), by_total["rmse"].to_numpy(), by_total["rmse"] - by_total["std"],
+               by_total["rmse"] + by_total["std"], depth, by_total["stopped"].to_numpy())
     _finish(ax, "total hidden units", "test RMSE (units of f)", "Test RMSE vs total hidden units", note)
     if ax.has_data():
         ax.set_xticks([16, 32, 64, 128, 256, 512])
