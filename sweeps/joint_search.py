@@ -1,0 +1,49 @@
+"""Joint search over learning rate, batch size and weight decay (FashionMNIST, MiniGoogLeNet).
+
+    python sweeps/joint_search.py --search optuna --scheduler asha     # quick: 12 trials, 4 epochs each at most
+    python sweeps/joint_search.py --search random --scheduler asha     # the same budget by random search
+    python sweeps/joint_search.py --preset paper --search optuna --scheduler asha
+
+Space: lr log-uniform in [1e-4, 1], batch size in {32, 64, 128, 256}, weight decay log-uniform in
+[1e-6, 1e-2]; SGD momentum 0.9, constant LR. The budget is the number of trials (--num-samples, the
+preset's by default); ASHA stops weak trials at its rungs (epochs 1, 3, 9, ...). Figure: the best
+validation accuracy found vs trials and vs compute (training samples processed), for this sweep and the
+latest sweep of the other search algorithm (optuna <-> random) in the same MLflow store, so running both
+commands above gives the comparison.
+"""
+
+from ray import tune
+
+from analysis import lr_batch as figures
+from sweeps.runner import main
+from sweeps.study import Preset, Study
+from trainables.lr_batch import LRBatchConfig, derived_params, make_data, train_lr_batch
+
+SPACE = {"lr": tune.loguniform(1e-4, 1.0), "batch_size": [32, 64, 128, 256],
+         "weight_decay": tune.loguniform(1e-6, 1e-2)}
+
+STUDY = Study(
+    name="joint_search",
+    description=__doc__.split("\n")[0],
+    config_cls=LRBatchConfig,
+    trial_fn=train_lr_batch,
+    make_data=make_data,
+    presets={
+        "smoke": Preset("4 trials, 3 epochs, batch 16 or 32 on tiny data (seconds)",
+                        config={"epochs": 3, "val_size": 32, "lr": 0.01},
+                        space={**SPACE, "batch_size": [16, 32]}, num_samples=4),
+        "quick": Preset("12 trials, at most 4 epochs on 1000 images (minutes)",
+                        config={"epochs": 4, "train_subset": 1300, "val_size": 300, "test_subset": 500, "lr": 0.01},
+                        space=SPACE, num_samples=12),
+        "paper": Preset("60 trials, at most 27 epochs on the full set (a GPU)",
+                        config={"epochs": 27, "val_size": 5000, "lr": 0.01}, space=SPACE, num_samples=60),
+    },
+    metric="val/accuracy",
+    mode="max",
+    figures=figures.joint_search_figures,
+    summary=figures.joint_search_summary,
+    derived_params=derived_params,
+)
+
+if __name__ == "__main__":
+    raise SystemExit(main(STUDY))
