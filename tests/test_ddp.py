@@ -1,0 +1,129 @@
+"""Data-parallel trials (trainables/ddp.py) on real Ray: a two-node local cluster, worker failures.
+
+Each DDP trial costs ~20 s of start-up on 2 CPUs (worker processes import torch, Gloo rendezvous).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from analysis.records import load_sweep
+from fake_datasets import make_mnist
+from sweeps.study import Preset, Study
+from trainables.image_classification import ClassifyConfig, derived_params, make_data, train_classifier
+
+
+def _study(epochs: int) -> Study:
+    return Study(
+        name="ddp_test", description="a DDP trial of LeNet-5 on fake FashionMNIST", config_cls=ClassifyConfig,
+        trial_fn=train_classifier, make_data=make_data,
+        presets={"smoke": Preset("one trial", config={"dataset": "fashion_mnist", "model": "lenet5",
+                                                      "epochs": epochs, "batch_size": 16, "lr": 0.05})},
+        metric="test/accuracy", mode="max", figures=lambda runs, out_dir: [], summary=lambda runs: "",
+        derived_params=derived_params, default_preset="smoke",
+    )
+
+
+def _run(tmp_path, args: list[str], epochs: int):
+    from sweeps.runner import main
+
+    make_mnist(tmp_path / "data", "FashionMNIST", n_train=256, n_test=64, learnable=True)
+    code = main(_study(epochs), ["--results-dir", str(tmp_path / "res"), "--set", f"data_dir={tmp_path / 'data'}",
+                                 "--checkpoint-every", "1", *args])
+    assert code == 0
+    uri = f"sqlite:///{tmp_path / 'res' / 'mlflow.db'}"
+    sweep = load_sweep("ddp_test", tracking_uri=uri)
+    return sweep, MlflowClient(uri)
+
+
+def _history(client, run_id: str, key: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+@pytest.mark.slow
+def test_two_node_ddp_trial_keeps_replicas_identical(tmp_path, clean_env):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    try:
+        sweep, client = _run(tmp_path, ["--address", cluster.address, "--workers", "2"], epochs=3)
+    finally:
+        cluster.shutdown()
+    assert len(sweep.runs) == 1  # one child run for the trial: no run from any worker
+    run = sweep.runs.iloc[0]
+    assert run["trial_status"] == "finished"
+    assert str(run["ddp.workers"]) == "2" and run["ddp.backend"] == "gloo"
+    assert run["ddp/nodes"] == 2  # rank 0 on the head, rank 1 on the added node
+    assert run["ddp/replicas_identical"] == 1.0  # bit-identical weights on both ranks after training
+    losses = _history(client, run["run_id"], "train/loss")
+    assert [step for step, _ in losses] == [1, 2, 3]
+    assert losses[-1][1] < losses[0][1]
+    # the epoch's images are the whole epoch's (both shards), not rank 0's half
+    images = run["perf/images_per_s"] * run["time/epoch_s"]
+    assert images == pytest.approx(256, abs=1)
+
+
+@pytest.mark.slow
+def test_ddp_trial_killed_midway_resumes_from_its_checkpoint(tmp_path, clean_env, monkeypatch):
+    marker = tmp_path / "fault-fired"
+    monkeypatch.setenv("DLSWEEPS_DDP_FAULT", f"exit:2:1:{marker}")  # rank 1 dies after reporting epoch 2
+    sweep, client = _run(tmp_path, ["--workers", "2", "--max-failures", "1"], epochs=4)
+    assert marker.exists()
+    assert len(sweep.runs) == 1
+    run = sweep.runs.iloc[0]
+    assert run["trial_status"] == "finished"
+    # epochs 1-4 recorded once each (an epoch replayed after the restart is not written again)
+    assert [step for step, _ in _history(client, run["run_id"], "train/loss")] == [1, 2, 3, 4]
+    # 3 and 4 were trained by the restarted workers from the last checkpoint the controller had registered
+    # when rank 1 died: epoch 2's, or epoch 1's if rank 1 died before its epoch-2 report was collected
+    resumed = dict(_history(client, run["run_id"], "ddp/resumed_at"))
+    assert resumed[1] == resumed[2] == 0 and resumed[3] == resumed[4] in (1.0, 2.0)
+    assert run["ddp/replicas_identical"] == 1.0
+
+
+def test_bad_ddp_flags_fail_before_anything_is_created(tmp_path, clean_env):
+    from conftest import ROOT, run_script
+
+    script = str(ROOT / "sweeps" / "scaling.py")
+    for flags, message in ((["--workers", "0"], "--workers 0 must be at least 1"),
+                           (["--ddp-backend", "nccl"], "nccl needs GPUs")):
+        proc = run_script([script, "--preset", "smoke", "--results-dir", "res", *flags], cwd=tmp_path, timeout=60)
+        assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "res").exists()
+
+
+def test_shards_are_distinct_and_cover_the_epoch():
+    import torch
+
+    from trainables.classify import train_one_epoch
+    from trainables.vision_data import TensorSplit
+
+    class Recorder(torch.nn.Module):  # each image's single pixel is its sample id: record what a rank sees
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.seen: list[int] = []
+
+        def forward(self, x):
+            self.seen += x.flatten().long().tolist()
+            return torch.zeros(len(x), 10) + self.w
+
+    n = 103
+    split = TensorSplit(torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1), torch.arange(n) % 10)
+    seen = []
+    for epoch_seed in (5, 6):
+        per_rank = []
+        for rank in range(2):
+            model = Recorder()
+            stats = train_one_epoch(model, torch.optim.SGD(model.parameters(), lr=0.1), split, 8,
+                                    torch.Generator().manual_seed(epoch_seed), augment=lambda x, y, generator: (x.float(), y),
+                                    shard=(rank, 2))
+            assert stats["samples"] == 51 and len(model.seen) == 51
+            per_rank.append(model.seen)
+        assert not set(per_rank[0]) & set(per_rank[1]) and len(set(per_rank[0]) | set(per_rank[1])) == 102
+        seen.append(per_rank[0])
+    assert seen[0] != seen[1]  # another permutation, another shard
