@@ -90,7 +90,7 @@ class DDPSettings:
 
 def settings_from_args(args: argparse.Namespace) -> DDPSettings:
     """The runner's DDP flags as settings; raises ConfigError (one line, exit 2) on bad values."""
-    settings = DDPSettings(workers=args.workers or 1, cpus_per_worker=args.cpus_per_worker,
+    settings = DDPSettings(workers=1 if args.workers is None else args.workers, cpus_per_worker=args.cpus_per_worker,
                            gpus_per_worker=args.gpus_per_worker, backend=args.ddp_backend,
                            max_failures=max(args.max_failures, 0))
     if not settings.runnable:
