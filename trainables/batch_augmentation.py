@@ -94,6 +94,9 @@ class BestAccuracySession:
         self.session = session
         self.best = 0.0
 
+    def __getattr__(self, name: str):  # anything else (e.g. a DDP session's `distributed`) is the inner session's
+        return getattr(self.session, name)
+
     def restore(self) -> dict | None:
         state = self.session.restore()
         if state is not None:
