@@ -26,6 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from analysis.records import PARENT_TAG, RecordsError  # noqa: E402
@@ -148,7 +149,10 @@ def lr_curve(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
             return pd.DataFrame(columns=["lr", "loss", "diverged"]), "continuous"
         curve = pd.DataFrame({"lr": history(client, run["run_id"], "train/lr"),
                               "loss": history(client, run["run_id"], "train/loss")}).dropna(subset=["lr"])
-        curve["diverged"] = ~np.isfinite(curve["loss"])
+        finite = curve["loss"][np.isfinite(curve["loss"])]
+        # NaN/inf, or the stage where the loss passed 4x its best and the run stopped
+        curve["diverged"] = ~np.isfinite(curve["loss"]) | (curve["loss"] > DIVERGE_FACTOR * finite.min()
+                                                           if len(finite) else False)
         return curve.sort_values("lr").reset_index(drop=True), "continuous"
     loss = runs["train/loss"] if "train/loss" in runs else pd.Series(np.nan, index=runs.index)
     diverged = (runs.get("trial_status", pd.Series("", index=runs.index)) == "diverged") | ~np.isfinite(loss)
@@ -264,6 +268,7 @@ def curve_figures(runs: pd.DataFrame, out_dir: Path, name: str, title: str) -> P
                 drawn = True
         if not drawn:
             _empty(ax, "no curves (no finished trials or no MLflow history)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"{'training' if split == 'train' else 'validation' if split == 'val' else 'test'} {metric}")
         ax.grid(True, alpha=0.3)

@@ -188,7 +188,7 @@ def accumulate_gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tenso
     loss. Each micro-batch's loss is weighted by its share, so the summed gradient is the full batch's."""
     total = torch.zeros((), device=x.device)
     for xs, ys in zip(x.chunk(chunks), y.chunk(chunks)):
-        loss = F.cross_entropy(model(xs).float(), ys)
+        loss = F.cross_entropy(model(xs), ys)  # no AMP in these trials: logits in the model's dtype
         (loss * (len(ys) / len(y))).backward()
         total += loss.detach() * len(ys)
     return total / len(y)
