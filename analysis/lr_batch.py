@@ -187,7 +187,7 @@ def lr_range_figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         if len(bad):  # diverged: drawn at the top of the axis, since their loss is not a number
             top = ok["loss"].max() * 1.15
             ax.scatter(bad["lr"], [top] * len(bad), marker="x", color="tab:red", s=60, zorder=3,
-                       label=f"diverged (loss NaN/inf or > {DIVERGE_FACTOR:g}x the smallest LR's), {len(bad)}")
+                       label=f"diverged (loss NaN/inf or blown up), {len(bad)}")
         try:
             lo, hi = pick_bounds(curve["lr"], curve["loss"].where(~curve["diverged"]))
             ax.axvline(lo, color="tab:green", ls="--", label=f"lr_min = {lo:.3g}")
