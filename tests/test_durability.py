@@ -244,3 +244,49 @@ def test_bad_storage_exits_2_with_one_line(servers, storage, env, message, tmp_p
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: --storage ") and message in err, err
     assert not (tmp_path / "res").exists()
+
+
+def test_errored_trial_retried_on_resume_with_retry_errored(tmp_path):
+    """--max-failures 0 lets a dying trial end in error; --resume --retry-errored runs it on from its checkpoint."""
+    from conftest import run_script
+
+    marker = tmp_path / "killed-once"
+    epochs = 30
+    first = run_script([SCRIPT, "--preset", "smoke", "--set", f"epochs={epochs}", "--checkpoint-every", "5",
+                        "--max-failures", "0", "--max-concurrent", "1", "--results-dir", "res"], cwd=tmp_path,
+                       env={"DLSWEEPS_TEST_KILL_AFTER_CHECKPOINT": f"10:{marker}"})
+    assert first.returncode == 0, first.stderr[-3000:]  # one trial of three failed: the sweep still ends
+    client = MlflowClient(f"sqlite:///{tmp_path / 'res' / 'mlflow.db'}")
+    parent_id = _parent_id(first.stdout)
+    statuses = sorted(c.data.tags["trial_status"] for c in _children(client, parent_id))
+    assert statuses == ["error", "finished", "finished"]
+
+    second = run_script([SCRIPT, "--resume", "--retry-errored", "--results-dir", "res"], cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert _parent_id(second.stdout) == parent_id
+    children = _children(client, parent_id)
+    assert len(children) == 3
+    _assert_complete(client, children, epochs)
+
+
+def test_resume_without_tune_state_exits_2(tmp_path, monkeypatch, capsys):
+    """A sweep whose Tune state is gone (deleted, or killed before its first snapshot) cannot be resumed."""
+    from sweeps.depth_width import STUDY
+    from sweeps.runner import main
+
+    for key in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
+        monkeypatch.delenv(key, raising=False)
+    results = tmp_path / "res"
+    results.mkdir()
+    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    experiment_id = client.create_experiment("depth_width", artifact_location=(results / "mlartifacts").as_uri())
+    gone = str(tmp_path / "ray" / "depth_width-gone")
+    parent = client.create_run(experiment_id, tags={"sweep.parent": "1", "sweep.argv": json.dumps(["--preset", "smoke"]),
+                                                    "ray_experiment_path": gone})
+    with pytest.raises(SystemExit) as exit_info:
+        main(STUDY, ["--resume", "--results-dir", str(results)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # above it: MLflow's log of creating the test store
+    assert err == (f"error: --resume: no Ray Tune state of sweep {parent.info.run_id} at {gone!r} (deleted, or the "
+                   f"sweep died before its first snapshot); run without --resume")
+    assert not (tmp_path / "ray").exists()
