@@ -10,11 +10,20 @@ import argparse
 import sys
 from pathlib import Path
 
-from analysis import depth_width
+from analysis import batch_augment, depth_width, lr_batch, scaling
 from analysis.records import RecordsError, default_tracking_uri, load_sweep
 from analysis.report import render, status_counts
 
-STUDIES = {"depth_width": depth_width}
+# study name -> its analysis (a module or namespace with figures(runs, out_dir) and summary(runs))
+STUDIES = {
+    "depth_width": depth_width,
+    "lr_range": lr_batch.lr_range,
+    "cyclic_lr": lr_batch.cyclic_lr,
+    "batch_size": lr_batch.batch_size,
+    "joint_search": lr_batch.joint_search,
+    "batch_augment": batch_augment,
+    "scaling": scaling,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     module = STUDIES[args.study]
     try:
         sweep = load_sweep(args.study, args.parent_run, default_tracking_uri(args.results_dir))
+        sweep.runs.attrs.update(tracking_uri=sweep.tracking_uri, parent_run_id=sweep.parent_run_id)
     except (RecordsError, Exception) as e:  # noqa: BLE001  (an unknown run id raises MlflowException)
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2

@@ -10,20 +10,37 @@ Writing in batches keeps recording cheap at 2000 reports per trial; closing
 runs on the driver means a trial stopped by ASHA (whose code after its last
 report never runs) is still closed cleanly. An epoch already recorded is never
 written twice, so a trial restored from a checkpoint adds no duplicate steps.
+
+Durability: a trial's buffer is also written whenever it checkpoints, so MLflow
+holds every epoch up to the checkpoint a resumed sweep restarts from. If the
+tracking server becomes unreachable, nothing raises: the trials go on, metrics,
+new runs and run closings stay buffered on the driver and are retried every
+`retry_seconds` (each attempt bounded by short HTTP retries, so a dead server
+costs the Tune loop seconds, not minutes), and at the end of the sweep the
+recorder waits up to `end_wait_seconds` for the server. On `--resume`, child runs
+of trials the restored experiment does not know (trials started after Tune's last
+experiment-state snapshot, before the driver died) are tagged `orphaned` and
+soft-deleted, so each trial keeps exactly one child run.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from typing import Any, Callable
 
+import requests
 from mlflow.entities import Metric, Param, RunStatus
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ray import tune
 
 PARENT_TAG = "sweep.parent"  # "1" on parent runs
 TRIAL_TAG = "ray.trial_id"
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch
+# What an unreachable or failing tracking server raises through MlflowClient.
+OUTAGE_ERRORS = (MlflowException, requests.exceptions.RequestException, OSError)
 
 
 def param_value(value: Any) -> str:
@@ -33,6 +50,8 @@ def param_value(value: Any) -> str:
 
 
 def trial_status(result: dict[str, Any], epochs: int) -> str:
+    if result.get("ddp/skipped"):  # a DDP variant this machine cannot run (NCCL without GPUs)
+        return "skipped"
     if result.get("diverged"):
         return "diverged"
     if result.get("target_reached"):  # the trial stopped itself at its target: that is a finished trial
@@ -43,7 +62,8 @@ def trial_status(result: dict[str, Any], epochs: int) -> str:
 class MLflowRecorder(tune.Callback):
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str,
                  derived_params: Callable[[dict], dict] | None = None, epochs_key: str = "epochs",
-                 flush_rows: int = MAX_BATCH, flush_seconds: float = 10.0):
+                 flush_rows: int = MAX_BATCH, flush_seconds: float = 10.0, retry_seconds: float = 5.0,
+                 end_wait_seconds: float = 120.0):
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
@@ -51,20 +71,28 @@ class MLflowRecorder(tune.Callback):
         self.epochs_key = epochs_key
         self.flush_rows = min(flush_rows, MAX_BATCH)
         self.flush_seconds = flush_seconds
+        self.retry_seconds = retry_seconds
+        self.end_wait_seconds = end_wait_seconds
         self._reset()
 
     def _reset(self) -> None:
         self._client: MlflowClient | None = None
         self._runs: dict[str, str] = {}  # trial id -> MLflow run id
-        self._buffers: dict[str, list[Metric]] = {}
-        self._last_step: dict[str, int] = {}
+        self._buffers: dict[str, list[Metric]] = {}  # metrics not yet written, per trial
+        self._last_step: dict[str, int] = {}  # last epoch buffered or found recorded, per trial
+        self._trials: dict[str, Any] = {}  # trials whose run is still to be created, written or closed
+        self._closing: dict[str, tuple[str, str, int]] = {}  # trial id -> (trial_status, run status, last epoch)
         self._last_flush = time.monotonic()
+        self._down_since: float | None = None  # when the tracking server became unreachable
+        self._next_try = 0.0
+        self._orphans_checked = False
 
     # The Tuner pickles its callbacks into the experiment state (for --resume);
     # the client and buffers are rebuilt in the new driver.
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        for key in ("_client", "_runs", "_buffers", "_last_step", "_last_flush"):
+        for key in ("_client", "_runs", "_buffers", "_last_step", "_trials", "_closing", "_last_flush",
+                    "_down_since", "_next_try", "_orphans_checked"):
             state.pop(key, None)
         return state
 
@@ -75,21 +103,30 @@ class MLflowRecorder(tune.Callback):
     @property
     def client(self) -> MlflowClient:
         if self._client is None:
+            # MLflow retries a failed request 7 times with exponential backoff (minutes on a dead server),
+            # blocking Tune's event loop; we retry ourselves, so keep each attempt short.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
             self._client = MlflowClient(self.tracking_uri)
         return self._client
 
     def _child_run(self, trial) -> str:
+        """The trial's MLflow run: found by its trial-id tag (a resumed sweep) or created."""
         if trial.trial_id in self._runs:
             return self._runs[trial.trial_id]
         existing = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' and tags.`{TRIAL_TAG}` = '{trial.trial_id}'",
         )
-        if existing:  # the sweep is being resumed: continue the trial's run
+        if existing:  # the sweep is being resumed (or the run was created just before an outage)
             run_id = existing[0].info.run_id
             self.client.update_run(run_id, status="RUNNING")
-            steps = [m.step for m in self.client.get_metric_history(run_id, "diverged")]
-            self._last_step[trial.trial_id] = max(steps, default=0)
+            recorded = max((m.step for m in self.client.get_metric_history(run_id, "diverged")), default=0)
+            # Epochs buffered while the run could not be looked up may already be in MLflow.
+            buffer = self._buffers.get(trial.trial_id, [])
+            buffer[:] = [m for m in buffer if m.step > recorded]
+            self._last_step[trial.trial_id] = max(self._last_step.get(trial.trial_id, 0), recorded)
         else:
             run = self.client.create_run(
                 self.experiment_id, run_name=str(trial),
@@ -101,16 +138,21 @@ class MLflowRecorder(tune.Callback):
             items = [Param(k, v) for k, v in params.items()]
             for i in range(0, len(items), 100):
                 self.client.log_batch(run_id, params=items[i:i + 100])
-            self._last_step[trial.trial_id] = 0
         self._runs[trial.trial_id] = run_id
-        self._buffers[trial.trial_id] = []
         return run_id
 
+    def _track(self, trial) -> None:
+        if trial.trial_id not in self._trials:
+            self._trials[trial.trial_id] = trial
+            self._buffers.setdefault(trial.trial_id, [])
+            self._last_step.setdefault(trial.trial_id, 0)
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._child_run(trial)
+        self._track(trial)
+        self.flush(trial.trial_id)  # creates (or finds) the run now, so the UI shows running trials
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        self._child_run(trial)
+        self._track(trial)
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         if step <= self._last_step.get(trial.trial_id, 0):
             return  # replayed after a restore from checkpoint: already recorded
@@ -123,23 +165,82 @@ class MLflowRecorder(tune.Callback):
         if len(buffer) >= self.flush_rows or time.monotonic() - self._last_flush > self.flush_seconds:
             self.flush()
 
-    def flush(self, trial_id: str | None = None) -> None:
-        for tid in [trial_id] if trial_id else list(self._buffers):
-            buffer = self._buffers.get(tid) or []
-            while buffer:
-                chunk, buffer[:] = buffer[:MAX_BATCH], buffer[MAX_BATCH:]
-                self.client.log_batch(self._runs[tid], metrics=chunk)
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        # A resumed trial restarts from this checkpoint: every epoch up to it must be in MLflow by then.
+        self.flush(trial.trial_id)
+
+    def on_step_begin(self, iteration, trials, **info):
+        if not self._orphans_checked:
+            self._guarded(self._drop_orphans, trials)
+
+    def on_step_end(self, iteration, trials, **info):
+        if self._down_since is not None and time.monotonic() >= self._next_try:
+            self.flush()
+
+    def _drop_orphans(self, trials) -> None:
+        """Runs of trials unknown to the (restored) experiment: started after its last snapshot, then lost."""
+        known = {t.trial_id for t in trials}
+        children = self.client.search_runs([self.experiment_id],
+                                           filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
+                                           max_results=50_000)
+        for run in children:
+            if run.data.tags.get(TRIAL_TAG) not in known:
+                self.client.set_tag(run.info.run_id, "trial_status", "orphaned")
+                self.client.set_terminated(run.info.run_id, status=RunStatus.to_string(RunStatus.KILLED))
+                self.client.delete_run(run.info.run_id)
+        self._orphans_checked = True
+
+    def _guarded(self, write: Callable, *args) -> bool:
+        """Run one batch of MLflow writes; on an outage keep everything buffered and return False."""
+        if self._down_since is not None and time.monotonic() < self._next_try:
+            return False
+        try:
+            write(*args)
+        except OUTAGE_ERRORS as e:
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+                reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+                print(f"warning: MLflow tracking server {self.tracking_uri} failed ({reason}); trials go on, "
+                      f"their records are buffered and retried every {self.retry_seconds:g} s", file=sys.stderr)
+            self._next_try = time.monotonic() + self.retry_seconds
+            return False
+        if self._down_since is not None:
+            print(f"MLflow tracking server back after {time.monotonic() - self._down_since:.0f} s; "
+                  f"writing the buffered records", file=sys.stderr)
+            self._down_since = None
+        return True
+
+    def _write(self, tid: str) -> None:
+        """Create/find the trial's run, write its buffered metrics, then close it if it ended."""
+        run_id = self._child_run(self._trials[tid])
+        buffer = self._buffers[tid]
+        while buffer:
+            self.client.log_batch(run_id, metrics=buffer[:MAX_BATCH])
+            del buffer[:MAX_BATCH]  # only once written: a failed batch stays buffered
+        if tid in self._closing:
+            status, run_status, epoch = self._closing[tid]
+            self.client.set_tag(run_id, "trial_status", status)
+            self.client.set_tag(run_id, "stopped_at_epoch", str(epoch))
+            self.client.set_terminated(run_id, status=run_status)
+            for table in (self._runs, self._buffers, self._trials, self._closing):
+                table.pop(tid, None)
+
+    def flush(self, trial_id: str | None = None) -> bool:
+        """Write what is buffered (one trial's or all); False while the tracking server is unreachable."""
+        ok = all(self._guarded(self._write, tid) for tid in ([trial_id] if trial_id else list(self._trials))
+                 if tid in self._trials)
         self._last_flush = time.monotonic()
+        return ok
+
+    def pending(self) -> int:
+        """Records not yet in MLflow: buffered metrics plus runs still to be closed."""
+        return sum(len(b) for b in self._buffers.values()) + len(self._closing)
 
     def _close(self, trial, status: str, run_status: str) -> None:
-        run_id = self._child_run(trial)
-        self.flush(trial.trial_id)
+        self._track(trial)
         last = trial.last_result or {}
-        self.client.set_tag(run_id, "trial_status", status)
-        self.client.set_tag(run_id, "stopped_at_epoch", str(int(last.get("epoch", 0))))
-        self.client.set_terminated(run_id, status=run_status)
-        self._runs.pop(trial.trial_id, None)
-        self._buffers.pop(trial.trial_id, None)
+        self._closing[trial.trial_id] = (status, run_status, int(last.get("epoch", 0)))
+        self.flush(trial.trial_id)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         epochs = int(trial.config.get(self.epochs_key, 0))
@@ -149,4 +250,10 @@ class MLflowRecorder(tune.Callback):
         self._close(trial, "error", RunStatus.to_string(RunStatus.FAILED))
 
     def on_experiment_end(self, trials, **info):
-        self.flush()
+        deadline = time.monotonic() + self.end_wait_seconds
+        while not self.flush() and time.monotonic() < deadline:
+            time.sleep(max(0.0, min(self._next_try, deadline) - time.monotonic()))
+        if self.pending():
+            print(f"error: MLflow tracking server {self.tracking_uri} still unreachable after "
+                  f"{self.end_wait_seconds:g} s; {self.pending()} records of this sweep were not written",
+                  file=sys.stderr)

@@ -17,6 +17,7 @@ What it does, in order (so bad input fails before anything is created):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -76,14 +77,28 @@ def build_parser(study: Study) -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default="fifo", choices=SCHEDULERS,
                    help=f"fifo: run every trial to the end; asha: ASHA early stopping on {study.metric} "
                         "with the epoch as time (default fifo)")
+    if study.asha_times:
+        p.add_argument("--asha-time", default="epoch", choices=["epoch", *study.asha_times],
+                       help="with --scheduler asha: the time ASHA's rungs count, epochs or one of the study's "
+                            f"cumulative counts ({', '.join(f'{k}: {v[0]}' for k, v in study.asha_times.items())}); "
+                            "default epoch")
     p.add_argument("--max-concurrent", type=int, default=None, help="at most this many trials at once")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial, fractions allowed (default 0)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="run each trial as a Ray Train DDP job of N workers (default: one process per trial)")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs per DDP worker (default 1)")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per DDP worker (default 0)")
+    p.add_argument("--ddp-backend", default="auto", choices=["auto", "gloo", "nccl"],
+                   help="DDP process-group backend; auto: nccl with GPUs, gloo without (default auto)")
     p.add_argument("--address", default=None,
                    help="Ray cluster to join: 'auto', HOST:PORT or ray://...; default: RAY_ADDRESS, else a local Ray")
     p.add_argument("--storage", default=None,
                    help="where Ray Tune keeps experiment state and checkpoints: a folder or s3://bucket/prefix "
                         "(default RESULTS_DIR/ray)")
+    p.add_argument("--data-dir", default=None,
+                   help="where image data sets are read (and downloaded to): default $DLSWEEPS_DATA_DIR, else "
+                        "~/.cache/dlsweeps/data")
     p.add_argument("--results-dir", default="results", help="figures, tables and the default MLflow store (default ./results)")
     p.add_argument("--seed", type=int, default=0, help="seed of the trials and of the search algorithm (default 0)")
     p.add_argument("--resume", action="store_true", help="continue the latest interrupted sweep of this study")
@@ -144,7 +159,13 @@ def resolve_plan(study: Study, args: argparse.Namespace) -> Plan:
         raise UsageError(f"--max-concurrent {args.max_concurrent} must be at least 1")
     if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
         raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    if args.workers is not None or study.ddp_overrides is not None:
+        from trainables.ddp import settings_from_args
+
+        settings_from_args(args)  # ConfigError on --workers 0, NCCL without GPUs, ...
     epochs = int(base.get(study.epochs_key, 1))
+    if getattr(args, "asha_time", "epoch") != "epoch" and args.scheduler != "asha":
+        raise UsageError(f"--asha-time {args.asha_time} needs --scheduler asha")
     return Plan(base, space, num_samples if args.search != "grid" else 1, epochs, min(preset.asha_grace_period, epochs))
 
 
@@ -183,6 +204,23 @@ def check_tracking_uri(uri: str) -> None:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UsageError(f"cannot use MLflow tracking URI {uri!r} ({reason}); fix MLFLOW_TRACKING_URI or unset it "
                          f"to use the local store") from None
+
+
+def _check_storage(storage: str | None, resume_from) -> None:
+    """A bad or unreachable s3:// URI, or a sweep to resume whose Tune state is gone: one line, nothing created."""
+    from sweeps.storage import StorageError, check_storage
+
+    try:
+        check_storage(storage)
+    except StorageError as e:
+        raise UsageError(str(e)) from None
+    if resume_from is not None:
+        from ray import tune
+
+        path = resume_from.data.tags.get("ray_experiment_path", "")
+        if not path or not tune.Tuner.can_restore(path):
+            raise UsageError(f"--resume: no Ray Tune state of sweep {resume_from.info.run_id} at {path!r} "
+                             f"(deleted, or the sweep died before its first snapshot); run without --resume")
 
 
 def init_ray(address: str | None) -> None:
@@ -240,12 +278,28 @@ def _experiment(client, name: str, results_dir: Path, local_store: bool) -> str:
                                     tags={"mlflow.experimentKind": "custom_model_development"})
 
 
-def _scheduler(study: Study, plan: Plan, kind: str):
+def _grid_configs(plan: Plan) -> list[dict[str, Any]]:
+    """Every combination of the list-valued axes of the space (Tune domains keep their base value)."""
+    configs = [dict(plan.base)]
+    for key, values in plan.space.items():
+        if isinstance(values, list):
+            configs = [{**c, key: v} for c in configs for v in values]
+    return configs
+
+
+def _scheduler(study: Study, plan: Plan, kind: str, time: str = "epoch"):
     if kind == "fifo":
         return None
     from ray.tune.schedulers import ASHAScheduler
 
-    return ASHAScheduler(time_attr="epoch", max_t=plan.epochs, grace_period=plan.grace_period, reduction_factor=3)
+    if time == "epoch":
+        return ASHAScheduler(time_attr="epoch", max_t=plan.epochs, grace_period=plan.grace_period, reduction_factor=3)
+    # A cumulative count (e.g. data passes): the longest trial may reach epochs x its per-epoch units; the
+    # grace period is that of the trial doing the least work per epoch, so it still gets `grace_period` epochs.
+    key, per_epoch = study.asha_times[time]
+    units = [per_epoch(config) for config in _grid_configs(plan)]
+    return ASHAScheduler(time_attr=key, max_t=plan.epochs * max(units), grace_period=plan.grace_period * min(units),
+                         reduction_factor=3)
 
 
 def _searcher(search: str, seed: int):
@@ -291,12 +345,15 @@ def _run(study: Study, args: argparse.Namespace, argv: list[str]) -> int:
     from analysis.records import default_tracking_uri, find_parent_run, load_sweep, ui_hint
     from mlflow.tracking import MlflowClient
 
+    if args.data_dir:  # read by trainables.vision_data on the driver, where the data set is built
+        os.environ["DLSWEEPS_DATA_DIR"] = str(Path(args.data_dir).expanduser().resolve())
     results_dir = Path(args.results_dir).resolve()
     local_store = not os.environ.get("MLFLOW_TRACKING_URI")
     tracking_uri = default_tracking_uri(results_dir)
     resume_from = None
     if args.resume:
-        if not (local_store and not (results_dir / "mlflow.db").exists()):
+        store_exists = not local_store or (results_dir / "mlflow.db").exists()
+        if store_exists:
             check_tracking_uri(tracking_uri)
             try:
                 resume_from = find_parent_run(MlflowClient(tracking_uri), study.name)
@@ -310,6 +367,11 @@ def _run(study: Study, args: argparse.Namespace, argv: list[str]) -> int:
     plan = resolve_plan(study, args)
     if not local_store:
         check_tracking_uri(tracking_uri)
+    _check_storage(args.storage, resume_from)
+    if study.prepare is not None:
+        base = study.prepare(dict(plan.base), tracking_uri)
+        from_dict(study.config_cls, base)
+        plan = Plan(base, plan.space, plan.num_samples, int(base.get(study.epochs_key, 1)), plan.grace_period)
     init_ray(args.address)
     import ray
     from ray import tune
@@ -341,9 +403,22 @@ def _run(study: Study, args: argparse.Namespace, argv: list[str]) -> int:
     from sweeps.recording import MLflowRecorder
     from trainables.session import tune_trainable
 
-    trainable = tune.with_parameters(tune_trainable(study.trial_fn, study.epochs_key), data=data,
-                                     checkpoint_every=args.checkpoint_every)
-    trainable = tune.with_resources(trainable, {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
+    if args.workers is not None or study.ddp_overrides is not None:  # each trial a Ray Train DDP job
+        from trainables import ddp
+
+        settings = ddp.settings_from_args(args)
+        trainable = tune.with_parameters(ddp.ddp_trainable(study.trial_fn, study.epochs_key, settings,
+                                                           study.ddp_overrides, study.metric),
+                                         data=data, checkpoint_every=args.checkpoint_every)
+        trainable = tune.with_resources(trainable, {"cpu": ddp.DRIVER_CPU})  # its workers hold the resources
+        study = dataclasses.replace(study, derived_params=ddp.with_ddp_params(study.derived_params, settings,
+                                                                              study.ddp_overrides))
+        if args.max_concurrent is None:  # a DDP trial takes the machine; overlapping ones distort timings
+            args.max_concurrent = 1
+    else:
+        trainable = tune.with_parameters(tune_trainable(study.trial_fn, study.epochs_key), data=data,
+                                         checkpoint_every=args.checkpoint_every)
+        trainable = tune.with_resources(trainable, {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
     started = time.perf_counter()
     status = "FAILED"
     try:
@@ -357,7 +432,8 @@ def _run(study: Study, args: argparse.Namespace, argv: list[str]) -> int:
                 param_space=param_space(plan, args.search),
                 tune_config=tune.TuneConfig(
                     metric=study.metric, mode=study.mode, search_alg=_searcher(args.search, args.seed),
-                    scheduler=_scheduler(study, plan, args.scheduler), num_samples=plan.num_samples,
+                    scheduler=_scheduler(study, plan, args.scheduler, getattr(args, "asha_time", "epoch")),
+                    num_samples=plan.num_samples,
                     max_concurrent_trials=args.max_concurrent, reuse_actors=True,
                 ),
                 run_config=tune.RunConfig(
@@ -380,6 +456,7 @@ def _run(study: Study, args: argparse.Namespace, argv: list[str]) -> int:
     from analysis.report import render, status_counts
 
     sweep = load_sweep(study.name, parent_id, tracking_uri)
+    sweep.runs.attrs.update(tracking_uri=tracking_uri, parent_run_id=parent_id)  # for figures of metric histories
     out_dir = results_dir / study.name
     paths = render(sweep, study.figures, out_dir)
     print(f"\n== {study.name} ({args.preset}, {args.search}, {args.scheduler}): {status_counts(sweep.runs)} "

@@ -47,3 +47,14 @@ class Study:
     after_sweep: Callable[[Any], str] | None = None
     epochs_key: str = "epochs"
     default_preset: str = "quick"
+    # ddp_overrides(config) -> per-trial DDP settings (trainables.ddp.DDPSettings fields, e.g. {"workers": 4});
+    # a study that sets it runs every trial as a Ray Train DDP job (the scaling study sweeps the worker count).
+    ddp_overrides: Callable[[dict], dict] | None = None
+    # Time attributes ASHA may use besides the epoch (runner flag --asha-time NAME): name -> (result key of a
+    # cumulative count the trial reports, units one epoch of a config adds). For studies whose trials do
+    # different amounts of work per epoch (batch augmentation: M copies of every sample), e.g.
+    # {"passes": ("train/passes", lambda config: config["batch_m"])}.
+    asha_times: dict[str, tuple[str, Callable[[dict], float]]] = field(default_factory=dict)
+    # prepare(base config, tracking URI) -> base config: fills values read from earlier sweeps (e.g. lr_min and
+    # lr_max of the latest LR range test) before anything is created; raises ConfigError/UsageError (exit 2).
+    prepare: Callable[[dict, str], dict] | None = None

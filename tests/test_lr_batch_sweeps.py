@@ -34,7 +34,7 @@ def data_dir(tmp_path_factory):
 
 
 def sweep(name: str, cwd, data_dir: str, *flags: str):
-    proc = run_script([script(name), *flags, "--set", f"data_dir={data_dir}", "--results-dir", "res"], cwd=cwd)
+    proc = run_script([script(name), *flags, "--data-dir", data_dir, "--results-dir", "res"], cwd=cwd)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc, _parent_id(proc.stdout)
 

@@ -45,10 +45,15 @@ def train_one_epoch(
     amp: bool = False,
     channels_last: bool = False,
     chunks: int = 1,
+    shard: tuple[int, int] = (0, 1),
 ) -> dict[str, float]:
     """One pass over `data` in random order. `batch_size` is the batch per optimizer step; with
     `chunks` > 1 each step accumulates gradients over that many micro-batches (an effective batch
     larger than memory allows). `scheduler` (if any) steps after every optimizer step.
+    `shard=(rank, world)` (data-parallel training) keeps this worker's share of the permutation:
+    every rank draws the same permutation from an identically seeded `generator`, so the shards are
+    distinct, cover the epoch (less a remainder of < world samples) and are equally long, so
+    every rank takes the same number of steps (DDP needs that).
     Returns mean loss and accuracy over the samples the model saw (batch-augmented copies
     included), sample and step counts, and wall seconds. A non-finite loss is returned as nan."""
     model.train()
@@ -57,6 +62,10 @@ def train_one_epoch(
     device = data.images.device
     n = len(data.labels)
     perm = torch.randperm(n, device=device, generator=generator)
+    rank, world = shard
+    if world > 1:
+        perm = perm[: n - n % world][rank::world]
+        n = len(perm)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen, steps, start = 0, 0, time.perf_counter()

@@ -13,8 +13,14 @@ On a GPU, AMP (bfloat16) and channels_last are on unless turned off.
 Per epoch the trial reports `train/loss`, `train/accuracy`, `test/loss`,
 `test/accuracy` (and `val/*` when a validation split is asked for),
 `time/epoch_s`, `time/train_s` (cumulative, training only), `lr`,
-`perf/images_per_s`, `perf/tflops` (achieved, forward+backward = 3x forward)
-and, where the device's peak is known, `perf/ppp` (fraction of peak, PALEO).
+`perf/images_per_s`, `train/samples_seen` and `train/passes` (cumulative, batch-augmented copies
+included; passes = epoch x batch_m), `perf/tflops` (achieved, forward+backward = 3x forward)
+and, where the device's peak is known, `perf/ppp` (fraction of peak, PALEO); `time/iter_s` (mean
+step time of a worker) and `perf/steady_images_per_s` (over epochs 2.., i.e. after the warm-up epoch).
+
+Data-parallel (in a `trainables.ddp.DDPSession`, whose `distributed` is set): the same loop, with
+the model wrapped in DistributedDataParallel, each rank training on its shard of every epoch and
+the epoch's statistics summed over ranks (loss, accuracy and images/s are the whole epoch's).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from trainables.augment import batch_augment, eval_transform
 from trainables.classify import evaluate, train_one_epoch
 from trainables.config import ConfigError, from_dict
 from trainables.models import MODELS, build_model
+from trainables.session import load_training_state, training_state
 from trainables.vision_data import DATASETS, VisionData, load_vision_data, to_device
 
 IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32)}
@@ -167,7 +174,8 @@ def _device_peak(device: torch.device, amp: bool) -> float | None:
 
 def train_classifier(config: dict[str, Any], data: VisionData, session) -> None:
     cfg = from_dict(ClassifyConfig, config)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dist = getattr(session, "distributed", None)  # set in a DDP worker (trainables.ddp)
+    device = dist.device if dist else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     amp = cfg.amp == "on" or (cfg.amp == "auto" and device.type == "cuda")
     channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and device.type == "cuda")
     torch.manual_seed(cfg.seed)
@@ -178,8 +186,9 @@ def train_classifier(config: dict[str, Any], data: VisionData, session) -> None:
     model = build_classifier(cfg).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    net = dist.wrap(model) if dist else model  # `model` stays the plain module: checkpoints, evaluation
     optimizer = build_optimizer(cfg, model.parameters())
-    steps_per_epoch = max(1, len(on_device.train.labels) // cfg.batch_size)
+    steps_per_epoch = max(1, len(on_device.train.labels) // (dist.world if dist else 1) // cfg.batch_size)
     scheduler = build_schedule(cfg, optimizer, steps_per_epoch)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     augment = functools.partial(batch_augment, m=cfg.batch_m, mean=on_device.mean, std=on_device.std,
@@ -188,26 +197,29 @@ def train_classifier(config: dict[str, Any], data: VisionData, session) -> None:
     macs = _summary(cfg.model, cfg.dataset)["flops_per_sample"]
     peak = _device_peak(device, amp)
 
-    start_epoch, train_s = 0, 0.0
-    state = session.restore()
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        start_epoch, train_s = state["epoch"], state["train_s"]
+    start_epoch, train_s = load_training_state(session.restore(), model, optimizer, scheduler, generator)
+    steady = [0, 0.0]  # images and seconds of the epochs after the first (warm-up) one
 
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         lr = optimizer.param_groups[0]["lr"]
         if device.type == "cuda":
             torch.cuda.synchronize()
-        stats = train_one_epoch(model, optimizer, on_device.train, cfg.batch_size, generator, augment=augment,
-                                scheduler=scheduler, amp=amp, channels_last=channels_last, chunks=cfg.chunks)
+        stats = train_one_epoch(net, optimizer, on_device.train, cfg.batch_size, generator, augment=augment,
+                                scheduler=scheduler, amp=amp, channels_last=channels_last, chunks=cfg.chunks,
+                                shard=dist.shard if dist else (0, 1))
+        if dist:
+            stats = dist.reduce_epoch(stats)  # the whole epoch's loss/accuracy/samples; the slowest rank's time
         epoch_s = stats["seconds"]  # train_one_epoch ends with a host sync, so this is the GPU's time too
         train_s += epoch_s
+        if epoch > 1 or cfg.epochs == 1:
+            steady = [steady[0] + stats["samples"], steady[1] + epoch_s]
         metrics = {"train/loss": stats["loss"], "train/accuracy": stats["accuracy"], "lr": lr,
                    "time/epoch_s": epoch_s, "time/train_s": train_s,
-                   "perf/images_per_s": stats["samples"] / epoch_s}
+                   "perf/images_per_s": stats["samples"] / epoch_s,
+                   "perf/steady_images_per_s": steady[0] / steady[1] if steady[1] else stats["samples"] / epoch_s,
+                   "time/iter_s": stats.get("iter_s", epoch_s / max(stats["steps"], 1)),
+                   # cumulative work, for ASHA's time (every epoch sees each sample batch_m times, same count each epoch)
+                   "train/samples_seen": epoch * stats["samples"], "train/passes": epoch * cfg.batch_m}
         metrics["perf/tflops"] = achieved_flops(macs, metrics["perf/images_per_s"]) / 1e12
         if peak:
             metrics["perf/ppp"] = metrics["perf/tflops"] * 1e12 / peak
@@ -216,10 +228,7 @@ def train_classifier(config: dict[str, Any], data: VisionData, session) -> None:
                 result = evaluate(model, split.images, split.labels, 1000, transform=transform, amp=amp,
                                   channels_last=channels_last)
                 metrics[f"{name}/loss"], metrics[f"{name}/accuracy"] = result["loss"], result["accuracy"]
-        state_fn = lambda: {  # noqa: E731  (built only when a checkpoint is due)
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "generator": generator.get_state(), "epoch": epoch, "train_s": train_s,
-        }
+        state_fn = lambda: training_state(model, optimizer, scheduler, generator, epoch, train_s)  # noqa: E731
         reached = cfg.target_accuracy > 0 and metrics.get(f"{eval_name}/accuracy", 0.0) >= cfg.target_accuracy
         if reached:
             metrics["target_reached"] = 1

@@ -121,6 +121,7 @@ class TuneSession:
                     with open(os.path.join(folder, STATE_FILE), "wb") as f:
                         f.write(state)
                     tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+                _test_only_kill_after_checkpoint(metrics["epoch"])
             except SystemExit:  # Tune stopped the trial
                 self.stopped = True
                 return
@@ -151,6 +152,29 @@ def load_training_state(state: dict | None, model, optimizer, scheduler, generat
     return state["epoch"], state["train_s"]
 
 
+TEST_KILL_ENV = "DLSWEEPS_TEST_KILL_AFTER_CHECKPOINT"
+
+
+def _test_only_kill_after_checkpoint(epoch: int) -> None:
+    """Fault injection for the worker-failure test, inert unless TEST_KILL_ENV is set.
+
+    With `DLSWEEPS_TEST_KILL_AFTER_CHECKPOINT=EPOCH:MARKER_FILE`, the first trial to checkpoint at or after
+    EPOCH kills its own process (os._exit: no cleanup, like an OOM kill); the marker file makes it happen once.
+    """
+    spec = os.environ.get(TEST_KILL_ENV)
+    if not spec:
+        return
+    at, _, marker = spec.partition(":")
+    if epoch < int(at):
+        return
+    try:
+        open(marker, "x").close()
+    except FileExistsError:
+        return
+    time.sleep(3)  # let the driver fetch the checkpoint's result first, so the retry starts from it
+    os._exit(1)
+
+
 def _checkpoint_due(epoch: int, epochs: int, every: int) -> bool:
     return every > 0 and (epoch % every == 0 or epoch == epochs)
 
@@ -174,6 +198,10 @@ def tune_trainable(trial_fn: Callable, epochs_key: str = "epochs") -> Callable:
 
     def trainable(config: dict, data: Any = None, checkpoint_every: int = 0) -> None:
         set_threads_from_resources()
+        # A trial stopped by ASHA finishes its current epoch first; Tune reuses the actor only if that takes
+        # under TUNE_FUNCTION_THREAD_TIMEOUT_S (default 2 s), else the next trial errors. Epochs of image
+        # models on a CPU take longer. Read in this (the actor's) process when Tune resets it.
+        os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "600")
         # Ray logs every persisted checkpoint at INFO; at one checkpoint per few epochs that floods the driver.
         for name in ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage"):
             logging.getLogger(name).setLevel(logging.WARNING)
