@@ -232,13 +232,28 @@ def _shape(s: str) -> tuple[int, ...]:
     return tuple(int(v) for v in s.lower().split("x"))
 
 
-def _devices(overrides: list[str]) -> dict[str, Device]:
-    devices = dict(DEVICES)
-    for spec in overrides:  # NAME=FP32[:TENSOR] in TFLOP/s
-        name, _, nums = spec.partition("=")
-        fp32, _, tensor = nums.partition(":")
-        devices[name] = Device(float(fp32), float(tensor) if tensor else None)
-    return devices
+def _fail(message: str) -> None:
+    print(message, file=sys.stderr)
+    sys.exit(2)
+
+
+def _devices(specs: list[str]) -> dict[str, Device]:
+    """`NAME` picks a device of the table; `NAME=FP32[:TENSOR]` (TFLOP/s) adds or overrides one.
+    With any given, only those are shown; with none, the whole table."""
+    devices, chosen = dict(DEVICES), []
+    for spec in specs:
+        name, sep, nums = spec.partition("=")
+        if sep:
+            try:
+                fp32, _, tensor = nums.partition(":")
+                devices[name] = Device(float(fp32), float(tensor) if tensor else None)
+            except ValueError:
+                _fail(f"error: --device {spec!r}: use NAME or NAME=FP32_TFLOPS[:TENSOR_TFLOPS]")
+        elif name not in devices:
+            _fail(f"error: --device {name!r} is not in the table ({', '.join(DEVICES)}); "
+                  f"give its peaks as {name}=FP32_TFLOPS[:TENSOR_TFLOPS]")
+        chosen.append(name)
+    return {name: devices[name] for name in chosen} if chosen else devices
 
 
 def _default_classes(name: str) -> int:
@@ -264,7 +279,8 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--out", type=Path, default=None, help="write <model>_layers.{csv,md,png} here")
     if command == "paleo":
         p.add_argument("--ppp", type=float, default=0.5)
-        p.add_argument("--device", action="append", default=[], help="NAME=FP32_TFLOPS[:TENSOR_TFLOPS], repeatable")
+        p.add_argument("--device", action="append", default=[],
+                       help="NAME from the table, or NAME=FP32_TFLOPS[:TENSOR_TFLOPS]; repeatable (default: all)")
     if command == "tables":
         p.add_argument("--out", type=Path, required=True)
     if command == "receptive-field":

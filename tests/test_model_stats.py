@@ -117,3 +117,15 @@ def test_cli_model_and_tables(tmp_path, capsys):
     last = capsys.readouterr().out.splitlines()[-1].split()  # device X, fp32, 1 TFLOP/s, forward ms, ...
     assert last[:2] == ["X", "fp32"] and float(last[2]) == 1.0
     assert math.isclose(float(last[3]), 2 * model_summary("resnet20", (3, 32, 32))["flops_per_sample"] / 0.5e12 * 1e3, rel_tol=1e-2)
+
+
+def test_paleo_cli_picks_named_devices_and_rejects_unknown(capsys):
+    from analysis.model_stats import main
+
+    main(["paleo", "lenet5", "--input", "1x28x28", "--device", "H100", "--device", "X9=10:100"])
+    out = capsys.readouterr().out
+    assert "H100" in out and "X9" in out and "K80" not in out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["paleo", "lenet5", "--input", "1x28x28", "--device", "X9"])
+    assert exit_info.value.code == 2
+    assert "not in the table" in capsys.readouterr().err
