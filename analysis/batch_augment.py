@@ -32,6 +32,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from analysis.plotting import save_figure  # noqa: E402
 from analysis.records import Sweep, default_tracking_uri, metric_history  # noqa: E402
 
 ACC = "test/accuracy"
@@ -145,7 +146,7 @@ def _curves(hist: pd.DataFrame, colors: dict, path: Path) -> Path:
         ax.grid(True, alpha=0.3)
     fig.suptitle("Batch augmentation: ResNet-44 on CIFAR-10, one curve per M (trials stop at the target)",
                  fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _bars(table: pd.DataFrame, column: str, ylabel: str, title: str, path: Path) -> Path:
@@ -173,7 +174,7 @@ def _bars(table: pd.DataFrame, column: str, ylabel: str, title: str, path: Path)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _read_cifar_test(data_dir: Path, n: int = 200) -> tuple[np.ndarray, list[int]]:
@@ -202,7 +203,7 @@ def cutout_examples(runs: pd.DataFrame, path: Path, copies: int = 3, seed: int =
         ax.text(0.5, 0.5, f"CIFAR-10 not readable in {data_dir}\n({type(e).__name__}); the sweep's own copy of this "
                           f"figure is\nan artifact of its parent run: figures/cutout_examples.png",
                 ha="center", va="center", fontsize=9)
-        return _save(fig, path)
+        return save_figure(fig, path)
     # two images of different classes
     first = 0
     second = next((i for i in range(1, len(labels)) if labels[i] != labels[first]), min(1, len(labels) - 1))
@@ -230,14 +231,7 @@ def cutout_examples(runs: pd.DataFrame, path: Path, copies: int = 3, seed: int =
     fig.suptitle(f"Two CIFAR-10 test images, cutout (DeVries & Taylor) and {copies} batch-augmented copies "
                  f"(Hoffer et al., M = {copies})\ncutout zeros after normalization = the mean colour; "
                  f"data: {data_dir}", fontsize=8)
-    return _save(fig, path)
-
-
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------- text

@@ -23,6 +23,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
+from analysis.plotting import save_figure  # noqa: E402
+
 DEPTH_COLORS = {1: "tab:blue", 2: "tab:orange", 3: "tab:green"}
 RMSE = "test/rmse"
 TRAIN_S = "time/train_s"
@@ -90,7 +92,7 @@ def figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     _finish(ax, "total hidden units", "test RMSE (units of f)", "Test RMSE vs total hidden units", note)
     if ax.has_data():
         ax.set_xticks([16, 32, 64, 128, 256, 512])
-    paths.append(_save(fig, out_dir / "rmse_vs_hidden_units.png"))
+    paths.append(save_figure(fig, out_dir / "rmse_vs_hidden_units.png"))
 
     for y, std, ylabel, title, name in [
         ("rmse", "rmse_std", "test RMSE (units of f)", "Test RMSE vs parameters", "rmse_vs_params.png"),
@@ -102,7 +104,7 @@ def figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
             _curve(ax, group["n_params"].to_numpy(), group[y].to_numpy(), group[y] - group[std], group[y] + group[std],
                    depth, group["stopped"].to_numpy())
         _finish(ax, "number of parameters", ylabel, title, note)
-        paths.append(_save(fig, out_dir / name))
+        paths.append(save_figure(fig, out_dir / name))
     return paths
 
 
@@ -122,13 +124,6 @@ def _finish(ax, xlabel: str, ylabel: str, title: str, note: str) -> None:
     ax.set_ylabel(ylabel)
     ax.set_title(title + (f"\n({note})" if note else ""), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-
-
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 def summary(runs: pd.DataFrame) -> str:

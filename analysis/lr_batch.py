@@ -29,6 +29,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from analysis.plotting import save_figure  # noqa: E402
 from analysis.records import PARENT_TAG, RecordsError  # noqa: E402
 
 START_FRAC, PLATEAU_FRAC, MIN_DROP = 0.10, 0.05, 0.01
@@ -124,13 +125,6 @@ def _finished(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[status.isin(["finished", "stopped"])]
 
 
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 def _empty(ax, text: str = "no finished trials to show") -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center")
 
@@ -202,7 +196,7 @@ def lr_range_figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
              else "Continuous LR range test: LR raised every step")
     ax.set_title(title + ("\n" + ax.get_title() if ax.get_title() else ""), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    return [_save(fig, out_dir / ("lr_range.png" if kind == "discrete" else "lr_range_continuous.png"))]
+    return [save_figure(fig, out_dir / ("lr_range.png" if kind == "discrete" else "lr_range_continuous.png"))]
 
 
 def lr_range_summary(runs: pd.DataFrame) -> str:
@@ -275,7 +269,7 @@ def curve_figures(runs: pd.DataFrame, out_dir: Path, name: str, title: str) -> P
         if drawn and row_i == 0 and col_i == 0:
             ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=11)
-    return _save(fig, out_dir / name)
+    return save_figure(fig, out_dir / name)
 
 
 def _config_of(run: pd.Series):
@@ -314,7 +308,7 @@ def lr_vs_iteration(runs: pd.DataFrame, out_dir: Path) -> Path:
     ax.set_ylabel("learning rate (log scale)")
     ax.set_title("Learning rate vs iteration", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    return _save(fig, out_dir / "lr_vs_iteration.png")
+    return save_figure(fig, out_dir / "lr_vs_iteration.png")
 
 
 def cyclic_lr_figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
@@ -414,7 +408,7 @@ def batch_size_figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         ax.set_ylabel("training loss (cross-entropy)")
         ax.set_title("Batch-size range test at a fixed learning rate", fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
-        paths.append(_save(fig, out_dir / "loss_vs_batch_size.png"))
+        paths.append(save_figure(fig, out_dir / "loss_vs_batch_size.png"))
     else:
         paths.append(curve_figures(runs, out_dir, "cyclic_batch_curves.png",
                                    "Cyclical batch size (fixed lr_min): loss and accuracy"))
@@ -440,7 +434,7 @@ def batch_size_figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     ax.set_title(("Best accuracy: cyclical batch size vs cyclical LR" if cyclic
                   else "Final test accuracy: batch-size range run vs cyclical LR") + (
         "\n" + ax.get_title() if ax.get_title() else ""), fontsize=10)
-    paths.append(_save(fig, out_dir / f"{name}.png"))
+    paths.append(save_figure(fig, out_dir / f"{name}.png"))
     paths.append(out_dir / f"{name}.csv")
     return paths
 
@@ -463,7 +457,7 @@ def _batch_vs_epoch(runs: pd.DataFrame, out_dir: Path) -> Path:
     ax.set_ylabel("batch size (log2 scale)")
     ax.set_title("Cyclical batch size with an increasing trend", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    return _save(fig, out_dir / "batch_size_vs_epoch.png")
+    return save_figure(fig, out_dir / "batch_size_vs_epoch.png")
 
 
 def batch_size_summary(runs: pd.DataFrame) -> str:
@@ -555,7 +549,7 @@ def joint_search_figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         ax.grid(True, alpha=0.3)
     note = "" if other is not None else " (no sweep with the other search in this store yet)"
     fig.suptitle("Joint search over lr, batch size, weight decay" + note, fontsize=10)
-    return [_save(fig, out_dir / "best_vs_budget.png")]
+    return [save_figure(fig, out_dir / "best_vs_budget.png")]
 
 
 def joint_search_summary(runs: pd.DataFrame) -> str:

@@ -23,6 +23,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from analysis.plotting import save_figure  # noqa: E402
+
 # On-demand USD per hour, AWS us-east-1 list prices (2024), divided by the instance's GPUs.
 PRICES = {  # instance type -> (USD per hour, GPUs)
     "p3.2xlarge": (3.06, 1), "p3.8xlarge": (12.24, 4), "p3.16xlarge": (24.48, 8),
@@ -131,14 +133,14 @@ def figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     _by_mode(ax, table[table["mode"].isin(MODES)], "throughput", ideal=True)
     _finish(ax, table, "throughput (images/s, after epoch 1)", "Throughput vs learners", context)
-    paths.append(_save(fig, out_dir / "throughput_vs_learners.png"))
+    paths.append(save_figure(fig, out_dir / "throughput_vs_learners.png"))
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.2))
     _by_mode(a, table, "time/train_s")
     _finish(a, table, "total training time (s, excluding evaluation)", "Training time vs learners", context)
     _by_mode(b, table, "time/iter_s")
     _finish(b, table, "iteration time per worker (s/step, slowest rank)", "Iteration time vs learners")
-    paths.append(_save(fig, out_dir / "training_time_vs_learners.png"))
+    paths.append(save_figure(fig, out_dir / "training_time_vs_learners.png"))
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     _by_mode(ax, table, "cost_usd")
@@ -146,7 +148,7 @@ def figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     if len(table):
         price = f"{table['priced_instance'].iloc[0]} at ${float(table['price_per_gpu_hour'].iloc[0]):.2f}/GPU-h"
     _finish(ax, table, "cost (USD = price/GPU-h x GPUs x training time)", "Cost vs learners", price)
-    paths.append(_save(fig, out_dir / "cost_vs_learners.png"))
+    paths.append(save_figure(fig, out_dir / "cost_vs_learners.png"))
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     _by_mode(ax, table, "efficiency")
@@ -154,7 +156,7 @@ def figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         ax.axhline(1.0, color="gray", ls=":", label="perfect scaling")
         ax.set_ylim(0, max(1.1, float(table["efficiency"].max()) * 1.1))
     _finish(ax, table, "efficiency E(N) = X(N) / (N X(1))", "Scaling efficiency vs learners", context)
-    paths.append(_save(fig, out_dir / "efficiency_vs_learners.png"))
+    paths.append(save_figure(fig, out_dir / "efficiency_vs_learners.png"))
 
     paths.append(_allreduce_figure(runs, table, out_dir / "allreduce_comparison.png"))
     return paths
@@ -203,14 +205,7 @@ def _allreduce_figure(runs: pd.DataFrame, table: pd.DataFrame, path: Path) -> Pa
     else:
         ax.text(0.5, 0.5, "no finished comparison jobs", transform=ax.transAxes, ha="center", va="center")
     ax.grid(True, axis="y", alpha=0.3)
-    return _save(fig, path)
-
-
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def summary(runs: pd.DataFrame) -> str:
