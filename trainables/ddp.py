@@ -33,6 +33,7 @@ import argparse
 import hashlib
 import os
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
@@ -219,6 +220,9 @@ def _maybe_fail(epoch: int, rank: int) -> None:
     if int(at_epoch) != epoch or int(at_rank) != rank or os.path.exists(marker):
         return
     open(marker, "w").close()
+    # Let the controller collect this epoch's reports (and register its checkpoint) first: its polls are
+    # seconds apart, and epochs of a test model are milliseconds, so dying at once can beat every poll.
+    time.sleep(3)
     if mode == "exit":
         os._exit(1)  # the process dies as if killed
     raise RuntimeError(f"injected fault after epoch {epoch} on rank {rank} ({FAULT_ENV})")
