@@ -47,6 +47,14 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta")
 LR_SCHEDULES = ("constant", "multistep", "cosine")
 
 
+def check_dataset_and_model(dataset: str, model: str) -> None:
+    """The config check every image trial shares: a known data set and a registered model."""
+    if dataset not in IMAGE_SHAPES:
+        raise ConfigError(f"dataset={dataset!r} is not one of {', '.join(IMAGE_SHAPES)}")
+    if model not in MODELS:
+        raise ConfigError(f"model={model!r} is not registered; choose from {', '.join(sorted(MODELS))}")
+
+
 @dataclass(frozen=True)
 class ClassifyConfig:
     dataset: str = "fashion_mnist"  # mnist | fashion_mnist | cifar10 | cifar100
@@ -77,10 +85,7 @@ class ClassifyConfig:
     data_seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.dataset not in IMAGE_SHAPES:
-            raise ConfigError(f"dataset={self.dataset!r} is not one of {', '.join(IMAGE_SHAPES)}")
-        if self.model not in MODELS:
-            raise ConfigError(f"model={self.model!r} is not registered; choose from {', '.join(sorted(MODELS))}")
+        check_dataset_and_model(self.dataset, self.model)
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer={self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
         if self.lr_schedule not in LR_SCHEDULES:

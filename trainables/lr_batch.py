@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from trainables.augment import eval_transform
 from trainables.classify import evaluate, train_one_epoch
 from trainables.config import ConfigError, from_dict
-from trainables.image_classification import IMAGE_SHAPES, derived_params as _derived_params
-from trainables.models import MODELS, build_model
+from trainables.image_classification import IMAGE_SHAPES, check_dataset_and_model, derived_params as _derived_params
+from trainables.models import build_model
 from trainables.session import load_training_state, training_state
 from trainables.vision_data import DATASETS, TensorSplit, VisionData, load_vision_data, to_device
 
@@ -85,10 +85,7 @@ class LRBatchConfig:
     data_seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.dataset not in IMAGE_SHAPES:
-            raise ConfigError(f"dataset={self.dataset!r} is not one of {', '.join(IMAGE_SHAPES)}")
-        if self.model not in MODELS:
-            raise ConfigError(f"model={self.model!r} is not registered; choose from {', '.join(sorted(MODELS))}")
+        check_dataset_and_model(self.dataset, self.model)
         for key, allowed in (("lr_policy", LR_POLICIES), ("batch_policy", BATCH_POLICIES),
                              ("stepsize_unit", ("epochs", "iterations")), ("fixed_lr", ("max", "min"))):
             if getattr(self, key) not in allowed:
