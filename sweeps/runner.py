@@ -234,6 +234,9 @@ def init_ray(address: str | None) -> None:
         except (OSError, ValueError) as e:
             raise UsageError(f"cannot reach Ray at --address {address} ({e}); start the cluster "
                              f"(`ray start --head` or `ray up cluster.yaml`) or omit --address for a local Ray") from None
+    if not address:
+        # One machine cannot be preempted; the watcher would only print a Ray core warning per DDP trial
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     try:
         ray.init(address=address, logging_level=logging.WARNING, configure_logging=True)
     except Exception as e:  # noqa: BLE001

@@ -30,6 +30,7 @@ right after reporting epoch EPOCH, once (it creates the file MARKER; an existing
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import os
 import tempfile
@@ -140,8 +141,27 @@ class Distributed:
             # rank-1 approximation after 2 plain all-reduce steps (its error feedback needs a start > 1)
             state = powerSGD_hook.PowerSGDState(process_group=None, matrix_approximation_rank=1,
                                                 start_powerSGD_iter=2)
-            ddp.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
+            hook = powerSGD_hook.powerSGD_hook
+            if torch.distributed.get_backend() == "gloo":
+                hook = _one_bucket_at_a_time(hook)
+            ddp.register_comm_hook(state, hook)
         return ddp
+
+    def sync_buffers(self, model: torch.nn.Module) -> None:
+        """Average the ranks' BatchNorm running statistics (integer buffers: rank 0's).
+
+        DDP syncs buffers only at the start of a training forward, so after an epoch each rank's
+        running stats carry its own last batches; averaging them before evaluation and checkpointing
+        gives every rank the same model, with statistics from the whole epoch's data.
+        """
+        import torch.distributed as dist
+
+        for buffer in model.buffers():
+            if buffer.is_floating_point():
+                dist.all_reduce(buffer)
+                buffer.div_(self.world)
+            else:
+                dist.broadcast(buffer, src=0)
 
     def reduce_epoch(self, stats: dict[str, float]) -> dict[str, float]:
         """One epoch's statistics of all ranks: sums of samples and of loss/accuracy over them; the
@@ -160,7 +180,7 @@ class Distributed:
                 "steps": int(steps) // self.world, "seconds": slowest[0].item(), "iter_s": slowest[1].item()}
 
     def replicas_identical(self, model_state: dict[str, torch.Tensor]) -> bool:
-        """True when every rank holds bit-identical weights (all-gathers a hash of each rank's state)."""
+        """True when every rank holds bit-identical weights and buffers (all-gathers a hash per rank)."""
         import torch.distributed as dist
 
         digest = hashlib.sha256()
@@ -170,6 +190,23 @@ class Distributed:
         hashes: list[Any] = [None] * self.world
         dist.all_gather_object(hashes, digest.hexdigest())
         return len(set(hashes)) == 1
+
+
+def _one_bucket_at_a_time(hook: Callable) -> Callable:
+    """A comm hook that finishes each bucket before DDP hands it the next one.
+
+    PowerSGD chains two all-reduces per bucket through future callbacks, which run on Gloo's own
+    threads; with several buckets in flight the ranks can issue those all-reduces in different
+    orders, and Gloo aborts the process on the mismatched messages. NCCL orders them on its stream.
+    """
+
+    @functools.wraps(hook)  # DDP checks the hook's signature (GradBucket in, Future out)
+    def serialized(state: Any, bucket: Any) -> Any:
+        future = hook(state, bucket)
+        future.wait()
+        return future
+
+    return serialized
 
 
 class DDPSession:
@@ -284,7 +321,9 @@ def ddp_trainable(trial_fn: Callable, epochs_key: str, settings: DDPSettings,
             run_config=ray.train.RunConfig(
                 name="ddp", storage_path=storage.trial_fs_path, storage_filesystem=storage.storage_filesystem,
                 callbacks=[TuneReportCallback()], failure_config=ray.train.FailureConfig(max_failures=s.max_failures),
-                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
+                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+                # Train logs every report of every rank at INFO; Tune's table already shows them
+                logging_config=ray.train.LoggingConfig(log_level="WARNING")),
         )
         trainer.fit()
 

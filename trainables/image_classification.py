@@ -163,7 +163,7 @@ def build_schedule(cfg: ClassifyConfig, optimizer: torch.optim.Optimizer, steps_
     return torch.optim.lr_scheduler.SequentialLR(optimizer, [warmup, main], milestones=[warm])
 
 
-def _device_peak(device: torch.device, amp: bool) -> float | None:
+def device_peak(device: torch.device, amp: bool) -> float | None:
     """The device's peak FLOP/s if it is one of the known GPUs (tensor cores when AMP is on)."""
     if device.type != "cuda":
         return None
@@ -200,7 +200,7 @@ def train_classifier(config: dict[str, Any], data: VisionData, session) -> None:
                                 padding=4 if cfg.crop_flip else 0, flip=cfg.crop_flip, cutout=cfg.cutout)
     transform = functools.partial(eval_transform, mean=on_device.mean, std=on_device.std)
     macs = _summary(cfg.model, cfg.dataset)["flops_per_sample"]
-    peak = _device_peak(device, amp)
+    peak = device_peak(device, amp)
 
     start_epoch, train_s = load_training_state(session.restore(), model, optimizer, scheduler, generator)
     steady = [0, 0.0]  # images and seconds of the epochs after the first (warm-up) one
@@ -214,6 +214,7 @@ def train_classifier(config: dict[str, Any], data: VisionData, session) -> None:
                                 shard=dist.shard if dist else (0, 1))
         if dist:
             stats = dist.reduce_epoch(stats)  # the whole epoch's loss/accuracy/samples; the slowest rank's time
+            dist.sync_buffers(model)
         epoch_s = stats["seconds"]  # train_one_epoch ends with a host sync, so this is the GPU's time too
         train_s += epoch_s
         if epoch > 1 or cfg.epochs == 1:
