@@ -162,25 +162,33 @@ def figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     return paths
 
 
+NOT_RUN = {"skipped": "skipped: NCCL needs GPUs (none given)", "error": "failed: see the trial's error in MLflow",
+           "diverged": "diverged"}
+
+
+def _not_run(runs: pd.DataFrame) -> list[tuple[str, int, str]]:
+    """(variant, N, status) of the comparison's jobs that have no throughput: skipped, failed, diverged."""
+    if runs.empty or "trial_status" not in runs or "variant" not in runs:
+        return []
+    rows = runs[runs["trial_status"].isin(list(NOT_RUN)) & runs["mode"].isin(["hook", "backend", "weak"])]
+    return [(str(r.variant), int(r.workers), str(r.trial_status)) for r in rows.itertuples()]
+
+
 def comparison(runs: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Throughput per (variant, N) for the all-reduce comparison, and notes on skipped variants."""
+    """Throughput per (variant, N) for the all-reduce comparison, and a note per job that did not run."""
     rows = table[table["mode"].isin(["hook", "backend"])][["variant", "workers", "throughput"]]
     base = table[(table["mode"] == "weak")][["workers", "throughput"]].assign(variant="allreduce")
     base = base[~base["workers"].isin(rows[rows["variant"] == "allreduce"]["workers"])]
     rows = pd.concat([base, rows], ignore_index=True)
-    notes = []
-    if "trial_status" in runs and len(runs):
-        for run in runs[runs["trial_status"] == "skipped"].itertuples():
-            notes.append(f"{run.variant} at N={int(run.workers)} skipped: NCCL needs GPUs (none given)")
+    notes = [f"{variant} at N={n} {NOT_RUN[status]}" for variant, n, status in _not_run(runs)]
     return rows, notes
 
 
 def _allreduce_figure(runs: pd.DataFrame, table: pd.DataFrame, path: Path) -> Path:
     rows, notes = comparison(runs, table)
-    skipped = [] if runs.empty or "trial_status" not in runs else [
-        (r.variant, int(r.workers)) for r in runs[runs["trial_status"] == "skipped"].itertuples()]
-    variants = list(dict.fromkeys(list(rows["variant"]) + [v for v, _ in skipped]))
-    workers = sorted(set(rows["workers"]) | {n for _, n in skipped})
+    missing = {(variant, n): status for variant, n, status in _not_run(runs)}
+    variants = list(dict.fromkeys(list(rows["variant"]) + [v for v, _ in missing]))
+    workers = sorted(set(rows["workers"]) | {n for _, n in missing})
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     width = 0.8 / max(len(variants), 1)
     for i, variant in enumerate(variants):
@@ -189,12 +197,12 @@ def _allreduce_figure(runs: pd.DataFrame, table: pd.DataFrame, path: Path) -> Pa
             value = rows[(rows["variant"] == variant) & (rows["workers"] == n)]["throughput"]
             color = plt.cm.tab10(i)
             if len(value):
-                ax.bar(x, value.mean(), width, color=color, label=variant if j == 0 or not ax.get_legend_handles_labels()[1].count(variant) else None)
-            elif (variant, n) in skipped:
-                ax.bar(x, 0, width, color=color)
-                ax.text(x, 0, "skipped", rotation=90, ha="center", va="bottom", fontsize=8)
+                ax.bar(x, value.mean(), width, color=color, label=variant)
+            elif (variant, n) in missing:
+                ax.bar(x, 0, width, color=color, label=variant)
+                ax.text(x, 0, missing[(variant, n)], rotation=90, ha="center", va="bottom", fontsize=8)
     handles, labels = ax.get_legend_handles_labels()
-    seen = dict(zip(labels, handles))
+    seen = dict(zip(labels, handles))  # one legend entry per variant
     ax.set_xticks(range(len(workers)), [str(n) for n in workers])
     ax.set_xlabel("learners (DDP workers)")
     ax.set_ylabel("throughput (images/s, after epoch 1)")

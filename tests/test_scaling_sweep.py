@@ -46,3 +46,32 @@ def test_scaling_smoke_end_to_end(tmp_path):
     assert regen.returncode == 0, regen.stderr[-2000:]
     for name in FIGURES:
         assert (figures / name).stat().st_size > 5000, name
+
+
+def test_allreduce_comparison_marks_failed_and_skipped_variants(tmp_path):
+    """A comparison job that failed (a crashed rank) or was skipped keeps its place in the figure
+    and the summary, with the reason, instead of silently disappearing."""
+    import pandas as pd
+
+    from analysis import scaling
+    from trainables.scaling import parse_job
+
+    def run(job: str, status: str, throughput: float | None) -> dict:
+        j = parse_job(job)
+        return {"job": job, "mode": j.mode, "workers": j.workers, "variant": j.variant, "trial_status": status,
+                scaling.THROUGHPUT: throughput, "ddp.gpus_per_worker": 0.0, "price_per_gpu_hour": 3.06,
+                "priced_instance": "p3.2xlarge", "time/train_s": 10.0, "time/iter_s": 0.1, "epochs": 2,
+                "batch_per_worker": 32, "worker_batch": 32, "test/accuracy": 0.5, "model": "lenet5",
+                "dataset": "fashion_mnist"}
+
+    runs = pd.DataFrame([run("strong-1", "finished", 100.0), run("weak-2", "finished", 180.0),
+                         run("hook-fp16-2", "finished", 170.0), run("hook-powersgd-2", "error", None),
+                         run("backend-nccl-2", "skipped", None)])
+    rows, notes = scaling.comparison(runs, scaling.jobs(runs))
+    # weak-1 is strong-1 here (same batch per worker), so the default all-reduce has N=1 and N=2
+    assert sorted(zip(rows["variant"], rows["workers"])) == [("allreduce", 1), ("allreduce", 2), ("fp16", 2)]
+    assert notes == ["powersgd at N=2 failed: see the trial's error in MLflow",
+                     "nccl at N=2 skipped: NCCL needs GPUs (none given)"]
+    assert "powersgd at N=2 failed" in scaling.summary(runs)
+    paths = scaling.figures(runs, tmp_path)
+    assert [p.name for p in paths] == FIGURES and all(p.stat().st_size > 5000 for p in paths)
