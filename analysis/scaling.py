@@ -83,6 +83,7 @@ def jobs(runs: pd.DataFrame) -> pd.DataFrame:
         base = ok[(ok["mode"] == "strong") & (ok["workers"] == 1)]
         if len(base) and int(base["batch_per_worker"].iloc[0]) == int(ok.get("worker_batch", base["batch_per_worker"]).iloc[0]):
             ok = pd.concat([ok, base.assign(mode="weak")], ignore_index=True)
+    ok["efficiency"] = float("nan")  # defined only where the mode has its N=1 job
     for mode in MODES:
         one = ok[(ok["mode"] == mode) & (ok["workers"] == 1)]["throughput"]
         if len(one):

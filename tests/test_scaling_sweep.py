@@ -75,3 +75,7 @@ def test_allreduce_comparison_marks_failed_and_skipped_variants(tmp_path):
     assert "powersgd at N=2 failed" in scaling.summary(runs)
     paths = scaling.figures(runs, tmp_path)
     assert [p.name for p in paths] == FIGURES and all(p.stat().st_size > 5000 for p in paths)
+    # a sweep of comparison jobs only (`--set job=hook-powersgd-2`): no N=1 job, so no efficiency to draw
+    only_hooks = runs[runs["job"].isin(["hook-fp16-2", "hook-powersgd-2"])]
+    assert len(scaling.figures(only_hooks, tmp_path / "hooks")) == len(FIGURES)
+    assert "hook-fp16-2" in scaling.summary(only_hooks)

@@ -191,9 +191,10 @@ def train_classifier(config: dict[str, Any], data: VisionData, session) -> None:
     model = build_classifier(cfg).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    net = dist.wrap(model) if dist else model  # `model` stays the plain module: checkpoints, evaluation
-    optimizer = build_optimizer(cfg, model.parameters())
     steps_per_epoch = max(1, len(on_device.train.labels) // (dist.world if dist else 1) // cfg.batch_size)
+    # `model` stays the plain module (checkpoints, evaluation); a compressing hook starts after epoch 1
+    net = dist.wrap(model, warmup_steps=steps_per_epoch) if dist else model
+    optimizer = build_optimizer(cfg, model.parameters())
     scheduler = build_schedule(cfg, optimizer, steps_per_epoch)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     augment = functools.partial(batch_augment, m=cfg.batch_m, mean=on_device.mean, std=on_device.std,
