@@ -1,0 +1,42 @@
+"""Every preset of every study, paper scale included, builds valid trial configs (without training):
+a typo in a preset that only a GPU cluster would run fails here, not hours into a cluster booking."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from sweeps.runner import _grid_configs, build_parser, resolve_plan
+from trainables.config import from_dict
+
+STUDY_MODULES = ["depth_width", "lr_range", "cyclic_lr", "batch_size", "joint_search", "batch_augment", "scaling"]
+
+
+def _cases():
+    for module in STUDY_MODULES:
+        study = importlib.import_module(f"sweeps.{module}").STUDY
+        for preset in study.presets:
+            yield pytest.param(study, preset, id=f"{module}-{preset}")
+
+
+@pytest.mark.parametrize("study,preset", list(_cases()))
+def test_preset_configs_are_valid(study, preset):
+    plan = resolve_plan(study, build_parser(study).parse_args(["--preset", preset]))
+    configs = _grid_configs(plan)
+    assert configs
+    for config in configs:
+        from_dict(study.config_cls, config)
+        if study.derived_params:
+            assert isinstance(study.derived_params(config), dict)
+        if study.ddp_overrides:
+            from trainables.ddp import DDPSettings
+
+            DDPSettings().with_overrides(study.ddp_overrides(config))
+
+
+def test_every_study_script_is_covered():
+    from conftest import ROOT
+
+    scripts = {p.stem for p in (ROOT / "sweeps").glob("*.py")} - {"__init__", "runner", "study", "recording", "storage"}
+    assert scripts == set(STUDY_MODULES)
