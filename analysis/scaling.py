@@ -89,7 +89,8 @@ def jobs(runs: pd.DataFrame) -> pd.DataFrame:
         if len(one):
             mask = ok["mode"] == mode
             ok.loc[mask, "efficiency"] = ok.loc[mask, "throughput"] / (ok.loc[mask, "workers"] * one.mean())
-    return ok.sort_values(["mode", "variant", "workers"])
+    order = {"strong": 0, "weak": 1, "hook": 2, "backend": 3}  # the scaling jobs first, then the comparison
+    return ok.sort_values(["mode", "variant", "workers"], key=lambda c: c.map(order) if c.name == "mode" else c)
 
 
 def _by_mode(ax, table: pd.DataFrame, y: str, ideal: bool = False) -> None:

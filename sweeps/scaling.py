@@ -39,11 +39,11 @@ STUDY = Study(
     make_data=make_data,
     presets={
         # strong-1 doubles as weak-1 here (global batch = batch per worker), saving a ~20 s DDP start
-        "smoke": Preset("LeNet-5, 256 images, 2 epochs; strong 1-2, weak 2, fp16 hook, NCCL (skipped on CPU) "
+        "smoke": Preset("LeNet-5, 256 images, 2 epochs; strong 1-2, weak 2, PowerSGD hook, NCCL (skipped on CPU) "
                         "(about 2 min on 2 CPUs)",
                         config={"model": "lenet5", "train_subset": 256, "test_subset": 128, "epochs": 2,
                                 "global_batch": 32, "worker_batch": 32, "lr": 0.4},
-                        space={"job": ["strong-1", "strong-2", "weak-2", "hook-fp16-2", "backend-nccl-2"]}),
+                        space={"job": ["strong-1", "strong-2", "weak-2", "hook-powersgd-2", "backend-nccl-2"]}),
         "quick": Preset("ResNet-20, 2048 images, 3 epochs; strong and weak 1-2, every hook and backend at 2 "
                         "(minutes on a 2-core CPU)",
                         config={"model": "resnet20", "train_subset": 2048, "test_subset": 512, "epochs": 3,

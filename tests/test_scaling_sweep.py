@@ -24,7 +24,7 @@ def test_scaling_smoke_end_to_end(tmp_path):
     parent = client.get_run(parent_id)
     children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'")
     by_job = {c.data.params["job"]: c for c in children}
-    assert sorted(by_job) == sorted(["strong-1", "strong-2", "weak-2", "hook-fp16-2", "backend-nccl-2"])  # exactly one run per trial
+    assert sorted(by_job) == sorted(["strong-1", "strong-2", "weak-2", "hook-powersgd-2", "backend-nccl-2"])  # exactly one run per trial
     assert by_job["backend-nccl-2"].data.tags["trial_status"] == "skipped"
     for job, run in by_job.items():
         if job == "backend-nccl-2":
@@ -33,7 +33,7 @@ def test_scaling_smoke_end_to_end(tmp_path):
         assert run.data.params["ddp.workers"] == job[-1] and run.data.params["ddp.backend"] == "gloo"
         assert run.data.metrics["ddp/replicas_identical"] == 1.0
         assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "train/loss")) == [1, 2]
-    assert by_job["hook-fp16-2"].data.params["ddp.comm_hook"] == "fp16"
+    assert by_job["hook-powersgd-2"].data.params["ddp.comm_hook"] == "powersgd"  # compressed in epoch 2
     assert by_job["strong-2"].data.params["batch_per_worker"] == "16"  # global 32 split over 2
     assert by_job["weak-2"].data.params["batch_per_worker"] == "32"
     assert "skipped: NCCL needs GPUs" in proc.stdout and "E(N)" in proc.stdout
