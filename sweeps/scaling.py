@@ -52,8 +52,9 @@ STUDY = Study(
                                + ["backend-nccl-2", "backend-gloo-2"]}),
         "paper": Preset("ResNet-50, FashionMNIST, 10 epochs; N in 1..16: 10 scaling jobs + 18 all-reduce variants "
                         "(a GPU cluster)",
+                        # Goyal et al.'s linear scaling rule comes with a gradual warm-up (global batch up to 1024)
                         config={"model": "resnet50", "epochs": 10, "global_batch": 256, "worker_batch": 64,
-                                "lr": 0.1},
+                                "lr": 0.1, "warmup_epochs": 1},
                         space={"job": PAPER_JOBS}),
     },
     metric="perf/steady_images_per_s",
