@@ -109,7 +109,8 @@ class ClassifyConfig:
 
 
 def make_data(cfg: ClassifyConfig) -> VisionData:
-    """Read the data set once on the driver (numpy, cheap to share through the object store)."""
+    """Read the data set once on the driver (numpy, cheap to share through the object store).
+    Any config with ClassifyConfig's data fields will do (the LR/batch studies' LRBatchConfig too)."""
     return load_vision_data(cfg.dataset, cfg.data_dir or None, val_size=cfg.val_size, split_seed=cfg.data_seed,
                             train_subset=cfg.train_subset or None, test_subset=cfg.test_subset or None,
                             subset_seed=cfg.data_seed)

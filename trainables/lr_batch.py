@@ -38,9 +38,10 @@ from trainables.augment import eval_transform
 from trainables.classify import evaluate, train_one_epoch
 from trainables.config import ConfigError, from_dict
 from trainables.image_classification import IMAGE_SHAPES, check_dataset_and_model, derived_params as _derived_params
+from trainables.image_classification import make_data  # noqa: F401  (the same data fields: the study's make_data)
 from trainables.models import build_model
 from trainables.session import load_training_state, training_state
-from trainables.vision_data import DATASETS, TensorSplit, VisionData, load_vision_data, to_device
+from trainables.vision_data import DATASETS, TensorSplit, VisionData, to_device
 
 LR_POLICIES = ("constant", "triangular", "triangular2", "exp_range", "range")
 CYCLIC = ("triangular", "triangular2", "exp_range")
@@ -219,12 +220,6 @@ def train_steps(model, optimizer, split: TensorSplit, stream: IndexStream, batch
             scheduler.step()
     loss = (total / steps).item()  # one sync per stage
     return loss if math.isfinite(loss) else math.nan
-
-
-def make_data(cfg: LRBatchConfig) -> VisionData:
-    return load_vision_data(cfg.dataset, cfg.data_dir or None, val_size=cfg.val_size, split_seed=cfg.data_seed,
-                            train_subset=cfg.train_subset or None, test_subset=cfg.test_subset or None,
-                            subset_seed=cfg.data_seed)
 
 
 def derived_params(config: dict[str, Any]) -> dict[str, Any]:
