@@ -223,6 +223,11 @@ def _check_storage(storage: str | None, resume_from) -> None:
                              f"(deleted, or the sweep died before its first snapshot); run without --resume")
 
 
+def _token_auth_notice(record: logging.LogRecord) -> bool:
+    """Ray 2.60 says on every local start that it enabled its (safe) default, token authentication."""
+    return not record.getMessage().startswith("Token authentication is enabled")
+
+
 def init_ray(address: str | None) -> None:
     import ray
 
@@ -237,12 +242,40 @@ def init_ray(address: str | None) -> None:
     if not address:
         # One machine cannot be preempted; the watcher would only print a Ray core warning per DDP trial
         os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+        logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_token_auth_notice)
     try:
         ray.init(address=address, logging_level=logging.WARNING, configure_logging=True)
     except Exception as e:  # noqa: BLE001
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UsageError(f"cannot connect to Ray at --address {address} ({reason}); start the cluster or omit "
                          f"--address for a local Ray") from None
+
+
+def _trial_demands(study: Study, plan: Plan, args: argparse.Namespace) -> list[tuple[str, float, float]]:
+    """(what, CPUs, GPUs) that each kind of trial of the sweep holds while it runs."""
+    if args.workers is None and study.ddp_overrides is None:
+        return [("a trial", args.cpus_per_trial, args.gpus_per_trial)]
+    from trainables.ddp import settings_from_args
+
+    settings = settings_from_args(args)
+    demands = []
+    for config in _grid_configs(plan) if study.ddp_overrides else [plan.base]:
+        s = settings.with_overrides(study.ddp_overrides(config) if study.ddp_overrides else {})
+        if s.runnable:  # a trial that cannot run here (NCCL without GPUs) is skipped, holding nothing
+            what = f"a trial of {s.workers} DDP workers ({s.cpus_per_worker:g} CPU, {s.gpus_per_worker:g} GPU each)"
+            demands.append((what, s.workers * s.cpus_per_worker, s.workers * s.gpus_per_worker))
+    return demands
+
+
+def check_trials_fit(demands: list[tuple[str, float, float]], cluster: dict[str, float]) -> None:
+    """On a local Ray nothing can scale up: a trial larger than the machine would wait forever."""
+    cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
+    for what, cpu, gpu in sorted(demands, key=lambda d: (d[1], d[2]), reverse=True):
+        if cpu > cpus + 1e-6 or gpu > gpus + 1e-6:
+            fix = ("lower --workers, --cpus-per-worker or --gpus-per-worker" if "DDP" in what
+                   else "lower --cpus-per-trial or --gpus-per-trial")
+            raise UsageError(f"{what} needs {cpu:g} CPUs and {gpu:g} GPUs but this machine's Ray has {cpus:g} CPUs and "
+                             f"{gpus:g} GPUs; {fix}, or join a cluster with --address")
 
 
 # ---------------------------------------------------------------- provenance
@@ -378,6 +411,13 @@ def _run(study: Study, args: argparse.Namespace, argv: list[str]) -> int:
     init_ray(args.address)
     import ray
     from ray import tune
+
+    if not (args.address or os.environ.get("RAY_ADDRESS")):
+        try:
+            check_trials_fit(_trial_demands(study, plan, args), ray.cluster_resources())
+        except UsageError:
+            ray.shutdown()
+            raise
 
     _configure_tune(args.scheduler)
     data = study.make_data(from_dict(study.config_cls, plan.base))

@@ -24,6 +24,10 @@ CASES = [
     ([], {"MLFLOW_TRACKING_URI": "http://127.0.0.1:1"}, "MLflow tracking server http://127.0.0.1:1 is unreachable"),
     ([], {"MLFLOW_TRACKING_URI": "bogus://nowhere"}, "cannot use MLflow tracking URI 'bogus://nowhere'"),
     (["--resume"], {}, "--resume: no earlier sweep of depth_width"),
+    # a trial larger than the local machine would wait forever for resources that never come
+    (["--cpus-per-trial", "1000"], {}, "a trial needs 1000 CPUs and 0 GPUs but this machine's Ray has"),
+    (["--gpus-per-trial", "64"], {}, "lower --cpus-per-trial or --gpus-per-trial, or join a cluster with --address"),
+    (["--workers", "1000"], {}, "a trial of 1000 DDP workers (1 CPU, 0 GPU each) needs 1000 CPUs"),
 ]
 
 
