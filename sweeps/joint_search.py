@@ -1,8 +1,8 @@
 """Joint search over learning rate, batch size and weight decay (FashionMNIST, MiniGoogLeNet).
 
-    python sweeps/joint_search.py --search optuna --scheduler asha     # quick: 12 trials, 4 epochs each at most
-    python sweeps/joint_search.py --search random --scheduler asha     # the same budget by random search
-    python sweeps/joint_search.py --preset paper --search optuna --scheduler asha
+    python sweeps/joint_search.py                      # quick: 12 Optuna (TPE) trials, ASHA, 4 epochs each at most
+    python sweeps/joint_search.py --search random      # the same budget by random search
+    python sweeps/joint_search.py --preset paper
 
 Space: lr log-uniform in [1e-4, 1], batch size in {32, 64, 128, 256}, weight decay log-uniform in
 [1e-6, 1e-2]; SGD momentum 0.9, constant LR. The budget is the number of trials (--num-samples, the
@@ -43,6 +43,8 @@ STUDY = Study(
     figures=figures.joint_search_figures,
     summary=figures.joint_search_summary,
     derived_params=derived_params,
+    default_search="optuna",  # a grid would draw the continuous lr and weight decay once per batch size
+    default_scheduler="asha",
 )
 
 if __name__ == "__main__":

@@ -69,14 +69,14 @@ def build_parser(study: Study) -> argparse.ArgumentParser:
     )
     p.add_argument("--preset", default=study.default_preset, choices=list(study.presets),
                    help=f"scale of the study (default {study.default_preset})")
-    p.add_argument("--search", default="grid", choices=SEARCHES,
+    p.add_argument("--search", default=study.default_search, choices=SEARCHES,
                    help="grid: every point of the preset's space; optuna: Ray Tune's OptunaSearch (TPE); "
-                        "random: random sampling (default grid)")
+                        f"random: random sampling (default {study.default_search})")
     p.add_argument("--num-samples", type=int, default=None,
                    help="trials for --search optuna/random (default: the preset's)")
-    p.add_argument("--scheduler", default="fifo", choices=SCHEDULERS,
+    p.add_argument("--scheduler", default=study.default_scheduler, choices=SCHEDULERS,
                    help=f"fifo: run every trial to the end; asha: ASHA early stopping on {study.metric} "
-                        "with the epoch as time (default fifo)")
+                        f"with the epoch as time (default {study.default_scheduler})")
     if study.asha_times:
         p.add_argument("--asha-time", default="epoch", choices=["epoch", *study.asha_times],
                        help="with --scheduler asha: the time ASHA's rungs count, epochs or one of the study's "

@@ -47,6 +47,8 @@ class Study:
     after_sweep: Callable[[Any], str] | None = None
     epochs_key: str = "epochs"
     default_preset: str = "quick"
+    default_search: str = "grid"  # --search when not given (a study of continuous ranges: optuna or random)
+    default_scheduler: str = "fifo"  # --scheduler when not given
     # ddp_overrides(config) -> per-trial DDP settings (trainables.ddp.DDPSettings fields, e.g. {"workers": 4});
     # a study that sets it runs every trial as a Ray Train DDP job (the scaling study sweeps the worker count).
     ddp_overrides: Callable[[dict], dict] | None = None

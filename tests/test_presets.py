@@ -40,3 +40,15 @@ def test_every_study_script_is_covered():
 
     scripts = {p.stem for p in (ROOT / "sweeps").glob("*.py")} - {"__init__", "runner", "study", "recording", "storage"}
     assert scripts == set(STUDY_MODULES)
+
+
+@pytest.mark.parametrize("module", STUDY_MODULES)
+def test_continuous_spaces_default_to_a_searcher(module):
+    """A grid draws a continuous range once per grid point: `python sweeps/joint_search.py` would run 4
+    trials at random learning rates instead of the preset's 12-trial search."""
+    from ray.tune.search.sample import Domain
+
+    study = importlib.import_module(f"sweeps.{module}").STUDY
+    continuous = any(isinstance(v, Domain) for p in study.presets.values() for v in p.space.values())
+    args = build_parser(study).parse_args([])
+    assert (args.search != "grid") == continuous, module
