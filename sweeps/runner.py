@@ -122,6 +122,7 @@ class Plan:
     num_samples: int
     epochs: int
     grace_period: int
+    ddp: Any = None  # trainables.ddp.DDPSettings when every trial is a DDP job, else None
 
 
 def resolve_plan(study: Study, args: argparse.Namespace) -> Plan:
@@ -159,14 +160,16 @@ def resolve_plan(study: Study, args: argparse.Namespace) -> Plan:
         raise UsageError(f"--max-concurrent {args.max_concurrent} must be at least 1")
     if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
         raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
-    if args.workers is not None or study.ddp_overrides is not None:
+    ddp = None
+    if args.workers is not None or study.ddp_overrides is not None:  # every trial a Ray Train DDP job
         from trainables.ddp import settings_from_args
 
-        settings_from_args(args)  # ConfigError on --workers 0, NCCL without GPUs, ...
+        ddp = settings_from_args(args)  # ConfigError on --workers 0, NCCL without GPUs, ...
     epochs = int(base.get(study.epochs_key, 1))
     if getattr(args, "asha_time", "epoch") != "epoch" and args.scheduler != "asha":
         raise UsageError(f"--asha-time {args.asha_time} needs --scheduler asha")
-    return Plan(base, space, num_samples if args.search != "grid" else 1, epochs, min(preset.asha_grace_period, epochs))
+    return Plan(base, space, num_samples if args.search != "grid" else 1, epochs, min(preset.asha_grace_period, epochs),
+                ddp)
 
 
 def _encode(value: Any) -> Any:
@@ -253,27 +256,22 @@ def init_ray(address: str | None) -> None:
 
 def _trial_demands(study: Study, plan: Plan, args: argparse.Namespace) -> list[tuple[str, float, float]]:
     """(what, CPUs, GPUs) that each kind of trial of the sweep holds while it runs."""
-    if args.workers is None and study.ddp_overrides is None:
+    if plan.ddp is None:
         return [("a trial", args.cpus_per_trial, args.gpus_per_trial)]
-    from trainables.ddp import settings_from_args
-
-    settings = settings_from_args(args)
     demands = []
     for config in _grid_configs(plan) if study.ddp_overrides else [plan.base]:
-        s = settings.with_overrides(study.ddp_overrides(config) if study.ddp_overrides else {})
+        s = plan.ddp.for_trial(study.ddp_overrides, config)
         if s.runnable:  # a trial that cannot run here (NCCL without GPUs) is skipped, holding nothing
             what = f"a trial of {s.workers} DDP workers ({s.cpus_per_worker:g} CPU, {s.gpus_per_worker:g} GPU each)"
             demands.append((what, s.workers * s.cpus_per_worker, s.workers * s.gpus_per_worker))
     return demands
 
 
-def check_trials_fit(demands: list[tuple[str, float, float]], cluster: dict[str, float]) -> None:
+def check_trials_fit(demands: list[tuple[str, float, float]], cluster: dict[str, float], fix: str) -> None:
     """On a local Ray nothing can scale up: a trial larger than the machine would wait forever."""
     cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
     for what, cpu, gpu in sorted(demands, key=lambda d: (d[1], d[2]), reverse=True):
         if cpu > cpus + 1e-6 or gpu > gpus + 1e-6:
-            fix = ("lower --workers, --cpus-per-worker or --gpus-per-worker" if "DDP" in what
-                   else "lower --cpus-per-trial or --gpus-per-trial")
             raise UsageError(f"{what} needs {cpu:g} CPUs and {gpu:g} GPUs but this machine's Ray has {cpus:g} CPUs and "
                              f"{gpus:g} GPUs; {fix}, or join a cluster with --address")
 
@@ -407,14 +405,16 @@ def _run(study: Study, args: argparse.Namespace, argv: list[str]) -> int:
     if study.prepare is not None:
         base = study.prepare(dict(plan.base), tracking_uri)
         from_dict(study.config_cls, base)
-        plan = Plan(base, plan.space, plan.num_samples, int(base.get(study.epochs_key, 1)), plan.grace_period)
+        plan = dataclasses.replace(plan, base=base, epochs=int(base.get(study.epochs_key, 1)))
     init_ray(args.address)
     import ray
     from ray import tune
 
     if not (args.address or os.environ.get("RAY_ADDRESS")):
         try:
-            check_trials_fit(_trial_demands(study, plan, args), ray.cluster_resources())
+            fix = ("lower --workers, --cpus-per-worker or --gpus-per-worker" if plan.ddp is not None
+                   else "lower --cpus-per-trial or --gpus-per-trial")
+            check_trials_fit(_trial_demands(study, plan, args), ray.cluster_resources(), fix)
         except UsageError:
             ray.shutdown()
             raise
@@ -446,15 +446,14 @@ def _run(study: Study, args: argparse.Namespace, argv: list[str]) -> int:
     from sweeps.recording import MLflowRecorder
     from trainables.session import tune_trainable
 
-    if args.workers is not None or study.ddp_overrides is not None:  # each trial a Ray Train DDP job
+    if plan.ddp is not None:  # each trial a Ray Train DDP job
         from trainables import ddp
 
-        settings = ddp.settings_from_args(args)
-        trainable = tune.with_parameters(ddp.ddp_trainable(study.trial_fn, study.epochs_key, settings,
+        trainable = tune.with_parameters(ddp.ddp_trainable(study.trial_fn, study.epochs_key, plan.ddp,
                                                            study.ddp_overrides, study.metric),
                                          data=data, checkpoint_every=args.checkpoint_every)
         trainable = tune.with_resources(trainable, {"cpu": ddp.DRIVER_CPU})  # its workers hold the resources
-        study = dataclasses.replace(study, derived_params=ddp.with_ddp_params(study.derived_params, settings,
+        study = dataclasses.replace(study, derived_params=ddp.with_ddp_params(study.derived_params, plan.ddp,
                                                                               study.ddp_overrides))
         if args.max_concurrent is None:  # a DDP trial takes the machine; overlapping ones distort timings
             args.max_concurrent = 1

@@ -7,10 +7,11 @@ import importlib
 
 import pytest
 
+from analysis.__main__ import STUDIES
 from sweeps.runner import _grid_configs, build_parser, resolve_plan
 from trainables.config import from_dict
 
-STUDY_MODULES = ["depth_width", "lr_range", "cyclic_lr", "batch_size", "joint_search", "batch_augment", "scaling"]
+STUDY_MODULES = list(STUDIES)  # the studies `python -m analysis` knows; one sweeps/ script each
 
 
 def _cases():
@@ -30,9 +31,7 @@ def test_preset_configs_are_valid(study, preset):
         if study.derived_params:
             assert isinstance(study.derived_params(config), dict)
         if study.ddp_overrides:
-            from trainables.ddp import DDPSettings
-
-            DDPSettings().with_overrides(study.ddp_overrides(config))
+            plan.ddp.for_trial(study.ddp_overrides, config)
 
 
 def test_every_study_script_is_covered():

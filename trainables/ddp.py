@@ -87,8 +87,9 @@ class DDPSettings:
         """NCCL runs on GPUs only."""
         return self.resolved_backend != "nccl" or self.gpus_per_worker > 0
 
-    def with_overrides(self, overrides: dict[str, Any]) -> "DDPSettings":
-        return replace(self, **overrides) if overrides else self
+    def for_trial(self, overrides: Callable[[dict], dict] | None, config: dict) -> "DDPSettings":
+        """These settings with a study's per-trial overrides (e.g. the scaling study's worker count)."""
+        return replace(self, **overrides(config)) if overrides else self
 
 
 def settings_from_args(args: argparse.Namespace) -> DDPSettings:
@@ -106,7 +107,7 @@ def with_ddp_params(derived_params: Callable[[dict], dict], settings: DDPSetting
     """The study's extra MLflow params of a trial plus its worker count and backend."""
 
     def params(config: dict) -> dict:
-        s = settings.with_overrides(overrides(config) if overrides else {})
+        s = settings.for_trial(overrides, config)
         return {**derived_params(config), "ddp.workers": s.workers, "ddp.backend": s.resolved_backend,
                 "ddp.comm_hook": s.comm_hook, "ddp.cpus_per_worker": s.cpus_per_worker,
                 "ddp.gpus_per_worker": s.gpus_per_worker}
@@ -318,7 +319,7 @@ def ddp_trainable(trial_fn: Callable, epochs_key: str, settings: DDPSettings,
         from ray.train.torch import TorchConfig, TorchTrainer
         from ray.tune.integration.ray_train import TuneReportCallback
 
-        s = settings.with_overrides(overrides(config) if overrides else {})
+        s = settings.for_trial(overrides, config)
         epochs = int(config[epochs_key])
         if not s.runnable:
             # Tune insists on the sweep's metric in every result: NaN, as for a trial that measured nothing
