@@ -1,4 +1,4 @@
-"""Model statistics: per-layer output shapes, activations, parameters and FLOPs (as MACs).
+"""Model statistics tables, figures and the command line (the counting is trainables/model_stats.py).
 
     python -m analysis.model_stats vgg19 --input 3x224x224 [--out results/model_stats]
     python -m analysis.model_stats tables --out results/model_stats     # AlexNet + VGG19 study tables
@@ -24,94 +24,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
-from analysis.paleo import DEVICES, Device, paleo_rows
+from trainables.model_stats import (CONV_TYPES, build_for_input, flop_counter_macs, layer_table,  # noqa: F401
+                                    model_summary, totals)
 from trainables.models import MIN_INPUT_SIZE, build_model
+from trainables.paleo import DEVICES, Device, paleo_rows
 
-CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-
-def _macs(module: nn.Module, out: torch.Tensor) -> int:
-    per_sample = out[0].numel()
-    if isinstance(module, CONV_TYPES):
-        k = 1
-        for s in module.kernel_size:
-            k *= s
-        return per_sample * k * module.in_channels // module.groups
-    if isinstance(module, nn.Linear):
-        return per_sample * module.in_features
-    return 0
-
-
-def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> pd.DataFrame:
-    """One row per leaf-module call, in execution order (a module called twice gets two rows;
-    its parameters are counted on the first)."""
-    rows: list[dict] = []
-    seen: set[int] = set()
-
-    def hook(name: str):
-        def fn(module: nn.Module, inputs, out) -> None:
-            if not isinstance(out, torch.Tensor):
-                return
-            first = id(module) not in seen
-            seen.add(id(module))
-            params = dict(module.named_parameters(recurse=False)) if first else {}
-            rows.append({
-                "layer": name if first else f"{name} (again)",
-                "type": type(module).__name__,
-                "output_shape": "x".join(map(str, out.shape[1:])),
-                "activations": out[0].numel(),
-                "params": sum(p.numel() for p in params.values()),
-                "weights": sum(p.numel() for n, p in params.items() if n != "bias"),
-                "macs": _macs(module, out),
-            })
-        return fn
-
-    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if not list(m.children())]
-    try:
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape))
-        model.train(was_training)
-    finally:
-        for h in handles:
-            h.remove()
-    return pd.DataFrame(rows, columns=["layer", "type", "output_shape", "activations", "params", "weights", "macs"])
-
-
-def totals(table: pd.DataFrame) -> dict[str, float]:
-    macs = int(table["macs"].sum())
-    conv = int(table.loc[table["type"].isin([t.__name__ for t in CONV_TYPES]), "macs"].sum())
-    return {"params": int(table["params"].sum()), "weights": int(table["weights"].sum()),
-            "activations": int(table["activations"].sum()), "macs": macs,
-            "conv_macs_share": conv / macs if macs else 0.0}
-
-
-def flop_counter_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """MACs of one sample according to torch.utils.flop_counter (which counts 2 FLOPs per MAC)."""
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, *input_shape))
-    return counter.get_total_flops() // 2
-
-
-def _build(model_name: str, input_shape: tuple[int, ...], **model_kw) -> nn.Module:
-    model_kw.setdefault("in_channels", input_shape[0])
-    if model_name == "mlp":
-        model_kw.setdefault("image_size", input_shape[-1])
-    return build_model(model_name, **model_kw)
-
-
-def model_summary(model_name: str, input_shape: tuple[int, ...], **model_kw) -> dict[str, int]:
-    """What every image-study trial logs: parameter count and MACs per sample (one forward pass)."""
-    table = layer_table(_build(model_name, input_shape, **model_kw), input_shape)
-    t = totals(table)
-    return {"n_params": t["params"], "flops_per_sample": t["macs"]}
-
-
-# --- study tables ------------------------------------------------------------------------------
 
 def describe(model: nn.Module, table: pd.DataFrame, input_shape: tuple[int, ...]) -> pd.DataFrame:
     """The study layout: label, output shape, activations, weights (no biases), params, MACs."""
@@ -295,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if command in ("model", "paleo"):
         classes = args.num_classes or _default_classes(args.model)
-        model = _build(args.model, args.input, num_classes=classes)
+        model = build_for_input(args.model, args.input, num_classes=classes)
         table = layer_table(model, args.input)
         t = totals(table)
         if command == "paleo":

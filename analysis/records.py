@@ -53,17 +53,35 @@ def _number(text: str):
     return text
 
 
-def find_parent_run(client: MlflowClient, study: str, parent_run_id: str | None = None) -> Run:
+def find_sweep(tracking_uri: str, study: str, parent_run_id: str | None = None, *,
+               tags: dict[str, str] | None = None, with_tag: str | None = None) -> Run | None:
+    """The one way to find a sweep (its parent run) in a store: the run `parent_run_id` if given,
+    else the latest sweep of `study` whose tags equal `tags` and that carries the tag `with_tag`
+    (e.g. `lr_max`, stored by an LR range test). None when there is none; an absent SQLite store
+    is not created just to look."""
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[len("sqlite:///"):]).exists():
+        return None
+    client = MlflowClient(tracking_uri)
     if parent_run_id:
         return client.get_run(parent_run_id)
     experiment = client.get_experiment_by_name(study)
     if experiment is None:
-        raise RecordsError(f"no MLflow experiment named {study!r} at {client.tracking_uri}; run `python sweeps/{study}.py` first")
-    parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '1'",
-                                 order_by=["attributes.start_time DESC"], max_results=1)
-    if not parents:
-        raise RecordsError(f"experiment {study!r} has no sweep yet; run `python sweeps/{study}.py` first")
-    return parents[0]
+        return None
+    clauses = [f"tags.`{PARENT_TAG}` = '1'"]
+    clauses += [f"tags.`{key}` = '{value}'" for key, value in (tags or {}).items()]
+    if with_tag:
+        clauses.append(f"tags.`{with_tag}` != ''")
+    found = client.search_runs([experiment.experiment_id], filter_string=" and ".join(clauses),
+                               order_by=["attributes.start_time DESC"], max_results=1)
+    return found[0] if found else None
+
+
+def find_parent_run(client: MlflowClient, study: str, parent_run_id: str | None = None) -> Run:
+    """`find_sweep` for a study that must have one: RecordsError naming the command to run otherwise."""
+    parent = find_sweep(client.tracking_uri, study, parent_run_id)
+    if parent is None:
+        raise RecordsError(f"no sweep of {study!r} at {client.tracking_uri}; run `python sweeps/{study}.py` first")
+    return parent
 
 
 def load_sweep(study: str, parent_run_id: str | None = None, tracking_uri: str | None = None) -> Sweep:
@@ -110,4 +128,4 @@ def log_artifacts(tracking_uri: str, run_id: str, paths: list[Path], artifact_pa
 
 
 __all__ = ["Sweep", "RecordsError", "load_sweep", "metric_history", "default_tracking_uri", "ui_hint",
-           "log_artifacts", "find_parent_run"]
+           "log_artifacts", "find_parent_run", "find_sweep"]

@@ -32,8 +32,8 @@ import torchvision.transforms as T
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from analysis.model_stats import model_summary
-from analysis.paleo import paleo_estimate, peak_flops
+from trainables.model_stats import model_summary
+from trainables.paleo import paleo_estimate, peak_flops
 from trainables.augment import batch_augment
 from trainables.classify import _autocast, train_one_epoch
 from trainables.models import build_model

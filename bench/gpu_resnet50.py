@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from analysis.model_stats import model_summary  # noqa: E402
-from analysis.paleo import achieved_flops  # noqa: E402
+from trainables.model_stats import model_summary  # noqa: E402
+from trainables.paleo import achieved_flops  # noqa: E402
 from trainables.classify import train_one_epoch  # noqa: E402
 from trainables.image_classification import device_peak  # noqa: E402
 from trainables.models import build_model  # noqa: E402

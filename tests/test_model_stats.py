@@ -11,7 +11,7 @@ from torch import nn
 
 from analysis.model_stats import (InceptionModule, flop_counter_macs, inception_cost, layer_table, main,
                                   model_summary, receptive_field, totals)
-from analysis.paleo import DEVICES, achieved_ppp, paleo_estimate, peak_flops
+from trainables.paleo import DEVICES, achieved_ppp, paleo_estimate, peak_flops
 from trainables.models import build_model
 
 

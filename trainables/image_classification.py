@@ -33,12 +33,12 @@ from typing import Any
 
 import torch
 
-from analysis.model_stats import model_summary
-from analysis.paleo import achieved_flops, peak_flops
 from trainables.augment import batch_augment, eval_transform
 from trainables.classify import evaluate, train_one_epoch
 from trainables.config import ConfigError, from_dict
+from trainables.model_stats import model_summary
 from trainables.models import MODELS, build_model
+from trainables.paleo import achieved_flops, peak_flops
 from trainables.session import load_training_state, training_state
 from trainables.vision_data import DATASETS, VisionData, load_vision_data, to_device
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from trainables.config import ConfigError, from_dict
 from trainables.ddp import BACKENDS, COMM_HOOKS
+from trainables.prices import resolve_price
 from trainables import image_classification as ic
 
 REFERENCE_BATCH = 256  # `lr` is given for this global batch
@@ -28,7 +29,7 @@ class ScalingConfig(ic.ClassifyConfig):
     global_batch: int = 256  # images per step over all workers, strong scaling
     worker_batch: int = 64  # images per step per worker, weak scaling (and the comparison jobs)
     instance_type: str = ""  # prices the GPU-hours; default: cluster.yaml's worker type, else p3.2xlarge
-    gpu_hour_price: float = 0.0  # USD per GPU-hour; 0 = from the instance type's price (analysis.scaling.PRICES)
+    gpu_hour_price: float = 0.0  # USD per GPU-hour; 0 = from the instance type's price (trainables.prices.PRICES)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -91,8 +92,6 @@ def train_scaling(config: dict[str, Any], data, session) -> None:
 
 def derived_params(config: dict[str, Any]) -> dict[str, Any]:
     """MLflow params of a job: the model's size, the job's shape and the price of its GPU-hours."""
-    from analysis.scaling import resolve_price
-
     cfg = from_dict(ScalingConfig, config)
     job = parse_job(cfg.job)
     instance, price = resolve_price(cfg.instance_type, cfg.gpu_hour_price)
