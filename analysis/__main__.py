@@ -10,20 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from analysis import batch_augment, depth_width, lr_batch, scaling
 from analysis.records import RecordsError, default_tracking_uri, load_sweep
 from analysis.report import render, status_counts
-
-# study name -> its analysis (a module or namespace with figures(runs, out_dir) and summary(runs))
-STUDIES = {
-    "depth_width": depth_width,
-    "lr_range": lr_batch.lr_range,
-    "cyclic_lr": lr_batch.cyclic_lr,
-    "batch_size": lr_batch.batch_size,
-    "joint_search": lr_batch.joint_search,
-    "batch_augment": batch_augment,
-    "scaling": scaling,
-}
+from sweeps.registry import STUDIES, load_study  # the one study registry (each study names its figures)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,16 +21,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent-run", default=None, help="the sweep's parent run id (default: the latest sweep)")
     parser.add_argument("--results-dir", default="results", help="where figures go and the default MLflow store is")
     args = parser.parse_args(argv)
-    module = STUDIES[args.study]
+    study = load_study(args.study)
     try:
         sweep = load_sweep(args.study, args.parent_run, default_tracking_uri(args.results_dir))
         sweep.runs.attrs.update(tracking_uri=sweep.tracking_uri, parent_run_id=sweep.parent_run_id)
     except (RecordsError, Exception) as e:  # noqa: BLE001  (an unknown run id raises MlflowException)
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
-    paths = render(sweep, module.figures, Path(args.results_dir) / args.study)
+    paths = render(sweep, study.figures, Path(args.results_dir) / args.study)
     print(f"{args.study}, sweep {sweep.parent_run_id}: {status_counts(sweep.runs)}")
-    print(module.summary(sweep.runs))
+    print(study.summary(sweep.runs))
     print("wrote " + ", ".join(map(str, paths)))
     return 0
 
