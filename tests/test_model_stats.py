@@ -76,16 +76,51 @@ def test_receptive_field():
     assert receptive_field(2, 3, stride=2) == 7  # second layer's taps are 2 input pixels apart
 
 
+# The study's figure, 32x32x256 input: 1x1 128 | 1x1 128 -> 3x3 192 | 1x1 32 -> 5x5 96 | 3x3 max-pool -> 1x1 64.
+# Hand count, stride 1 and same padding so every conv outputs 32x32: MACs = 32*32 * k*k * Cin * Cout per conv.
+STUDY_NAIVE_MACS = (conv_macs(1, 256, 128, 32, 32) + conv_macs(3, 256, 192, 32, 32)
+                    + conv_macs(5, 256, 96, 32, 32))  # the pool passes its 256 channels through, 0 MACs
+STUDY_REDUCED_MACS = (conv_macs(1, 256, 128, 32, 32)
+                      + conv_macs(1, 256, 128, 32, 32) + conv_macs(3, 128, 192, 32, 32)
+                      + conv_macs(1, 256, 32, 32, 32) + conv_macs(5, 32, 96, 32, 32)
+                      + conv_macs(1, 256, 64, 32, 32))
+
+
+def test_inception_defaults_are_the_study_figure():
+    assert (STUDY_NAIVE_MACS, STUDY_REDUCED_MACS) == (1_115_684_864, 397_410_304)  # the numbers in the docstring
+    cost = inception_cost(32, 32, 256)
+    assert cost == {"naive": {"output_shape": (32, 32, 128 + 192 + 96 + 256), "macs": STUDY_NAIVE_MACS},
+                    "reduced": {"output_shape": (32, 32, 128 + 192 + 96 + 64), "macs": STUDY_REDUCED_MACS}}
+
+
 @pytest.mark.parametrize("h,c", [(32, 256), (28, 192)])
 def test_inception_cost_matches_counted_module(h, c):
-    cost = inception_cost(h, h, c)
+    cost = inception_cost(h, h, c)  # the defaults, built into the module explicitly
     for kind, module in (("naive", InceptionModule(c, 128, 192, 96)),
-                         ("reduced", InceptionModule(c, 128, 192, 96, r3=64, r5=64, pool_proj=64))):
+                         ("reduced", InceptionModule(c, 128, 192, 96, r3=128, r5=32, pool_proj=64))):
         t = layer_table(module, (c, h, h))
         assert totals(t)["macs"] == cost[kind]["macs"]
         out = module(torch.zeros(1, c, h, h))
         assert tuple(out.shape[2:]) + (out.shape[1],) == cost[kind]["output_shape"]
     assert cost["naive"]["output_shape"] == (h, h, 128 + 192 + 96 + c)
+    other = inception_cost(h, h, c, c1=16, c3=24, c5=8, r3=12, r5=4, pool_proj=20)  # every flag reaches the count
+    module = InceptionModule(c, 16, 24, 8, r3=12, r5=4, pool_proj=20)
+    assert totals(layer_table(module, (c, h, h)))["macs"] == other["reduced"]["macs"]
+
+
+def test_inception_cli_defaults_and_input_order(capsys):
+    main(["inception"])  # the plain command: 32x32x256 input, the study's branches
+    out = capsys.readouterr().out
+    assert "input 32x32x256 (HxWxC)" in out
+    assert f"naive    output 32x32x672  MACs {STUDY_NAIVE_MACS}\n" in out
+    assert f"reduced  output 32x32x480  MACs {STUDY_REDUCED_MACS}\n" in out
+    main(["inception", "--input", "16x8x64", "--r5", "16"])  # HxWxC: 16 high, 8 wide, 64 channels
+    out = capsys.readouterr().out
+    assert f"naive    output 16x8x{128 + 192 + 96 + 64}  MACs {inception_cost(16, 8, 64)['naive']['macs']}\n" in out
+    assert f"output 16x8x{128 + 192 + 96 + 64}  MACs {inception_cost(16, 8, 64, r5=16)['reduced']['macs']}\n" in out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["inception", "--input", "32x32"])
+    assert exit_info.value.code == 2 and "give HxWxC" in capsys.readouterr().err
 
 
 def test_paleo_and_achieved_ppp():
