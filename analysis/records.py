@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 PARENT_TAG = "sweep.parent"
@@ -76,6 +77,11 @@ def find_sweep(tracking_uri: str, study: str, parent_run_id: str | None = None, 
     return found[0] if found else None
 
 
+def sweep_study(tracking_uri: str, parent: Run) -> str:
+    """The study a sweep belongs to (its experiment's name)."""
+    return MlflowClient(tracking_uri).get_experiment(parent.info.experiment_id).name
+
+
 def find_parent_run(client: MlflowClient, study: str, parent_run_id: str | None = None) -> Run:
     """`find_sweep` for a study that must have one: RecordsError naming the command to run otherwise."""
     parent = find_sweep(client.tracking_uri, study, parent_run_id)
@@ -113,6 +119,41 @@ def metric_history(sweep: Sweep, key: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run_id", "step", "value"])
 
 
+def per_replica(runs: pd.DataFrame, table: str = "replicas.csv") -> pd.DataFrame:
+    """One row per replica: each population trial (a run with seeds > 1) is expanded into the rows of its
+    replicas table artifact (their columns, e.g. seed and final metrics, replace the run's); other runs stay
+    as they are. Needs `runs.attrs["tracking_uri"]` (set by the runner and `python -m analysis`)."""
+    uri = runs.attrs.get("tracking_uri")
+    if runs.empty or "seeds" not in runs or not uri or not (runs["seeds"].fillna(1).astype(int) > 1).any():
+        return runs
+    rows = []
+    for _, run in runs.iterrows():
+        if int(run.get("seeds", 1) or 1) <= 1 or run.get("trial_status") == "error":
+            rows.append(run.to_dict())
+            continue
+        try:
+            replicas = trial_artifact(uri, run["run_id"], table)
+        except (OSError, MlflowException):  # a run that ended before its first table: keep its means
+            rows.append(run.to_dict())
+            continue
+        rows.extend({**run.to_dict(), **replica} for replica in replicas.to_dict("records"))
+    expanded = pd.DataFrame(rows)
+    expanded.attrs.update(runs.attrs)
+    return expanded
+
+
+def trial_artifact(tracking_uri: str, run_id: str, path: str):
+    """An artifact a trial (or an analysis step) attached to its run (trainables/artifacts.py), decoded:
+    an ndarray (.npy), DataFrame (.csv), JSON value (.json), str (.txt) or bytes."""
+    import mlflow.artifacts
+
+    from trainables.artifacts import decode
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per file buries the summary
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, tracking_uri=tracking_uri)
+    return decode(path, Path(local).read_bytes())
+
+
 def ui_hint(tracking_uri: str, experiment_id: str) -> str:
     """How to open the runs table (parents with nested trials) in the MLflow UI."""
     if tracking_uri.startswith(("http://", "https://")):
@@ -128,4 +169,4 @@ def log_artifacts(tracking_uri: str, run_id: str, paths: list[Path], artifact_pa
 
 
 __all__ = ["Sweep", "RecordsError", "load_sweep", "metric_history", "default_tracking_uri", "ui_hint",
-           "log_artifacts", "find_parent_run", "find_sweep"]
+           "log_artifacts", "find_parent_run", "find_sweep", "sweep_study", "trial_artifact", "per_replica"]

@@ -2,9 +2,12 @@
 
 `MLflowRecorder` is a driver-side Ray Tune callback. It opens a child run
 (nested with the `mlflow.parentRunId` tag) when a trial starts, buffers the
-per-epoch metrics and writes them with `log_batch` (every `flush_rows` rows or
-`flush_seconds`, and when the trial ends), then closes the run with a
-`trial_status` tag: finished, stopped (by the scheduler), diverged or error.
+per-epoch metrics (every numeric key of a report but Tune's own bookkeeping)
+and writes them with `log_batch` (every `flush_rows` rows or `flush_seconds`,
+and when the trial ends), writes the files a trial's reports carry
+(trainables/artifacts.py) to its run's artifacts, then closes the run with a
+`trial_status` tag: finished, stopped (by the scheduler), diverged or error. A
+one-shot trial (`epochs_key=None`: it reports once) that completes is finished.
 
 Writing in batches keeps recording cheap at 2000 reports per trial; closing
 runs on the driver means a trial stopped by ASHA (whose code after its last
@@ -27,7 +30,9 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import requests
@@ -35,12 +40,23 @@ from mlflow.entities import Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ray import tune
+from ray.tune.result import AUTO_RESULT_KEYS
+
+from trainables.artifacts import ARTIFACTS_KEY
 
 PARENT_TAG = "sweep.parent"  # "1" on parent runs
 TRIAL_TAG = "ray.trial_id"
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch
 # What an unreachable or failing tracking server raises through MlflowClient.
 OUTAGE_ERRORS = (MlflowException, requests.exceptions.RequestException, OSError)
+# What Tune adds to every result (bookkeeping, not the trial's metrics); the epoch is the step.
+NOT_METRICS = frozenset(AUTO_RESULT_KEYS) | {"epoch", "done", "trial_id", "experiment_tag", "should_checkpoint"}
+
+
+def metric_items(result: dict[str, Any]) -> list[tuple[str, float]]:
+    """The numbers of a trial's report that MLflow records: every numeric key but Tune's own."""
+    return [(key, float(value)) for key, value in result.items()
+            if key not in NOT_METRICS and isinstance(value, (int, float)) and not isinstance(value, bool)]
 
 
 def param_value(value: Any) -> str:
@@ -49,19 +65,30 @@ def param_value(value: Any) -> str:
     return str(value)
 
 
-def trial_status(result: dict[str, Any], epochs: int) -> str:
+def trial_status(result: dict[str, Any], epochs: int | None) -> str:
+    """How a trial that completed ended; `epochs` None: a one-shot trial (it reports once)."""
     if result.get("ddp/skipped"):  # a DDP variant this machine cannot run (NCCL without GPUs)
         return "skipped"
     if result.get("diverged"):
         return "diverged"
     if result.get("target_reached"):  # the trial stopped itself at its target: that is a finished trial
         return "finished"
+    if epochs is None:
+        return "finished"
     return "finished" if int(result.get("epoch", 0)) >= epochs else "stopped"
+
+
+def log_artifact_bytes(client: MlflowClient, run_id: str, path: str, data: bytes) -> None:
+    """One artifact at `path` (e.g. "hist/layer3.npy") in a run's artifacts, from its bytes."""
+    with tempfile.TemporaryDirectory() as folder:
+        local = Path(folder) / Path(path).name
+        local.write_bytes(data)
+        client.log_artifact(run_id, str(local), str(Path(path).parent) if "/" in path else None)
 
 
 class MLflowRecorder(tune.Callback):
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str,
-                 derived_params: Callable[[dict], dict] | None = None, epochs_key: str = "epochs",
+                 derived_params: Callable[[dict], dict] | None = None, epochs_key: str | None = "epochs",
                  flush_rows: int = MAX_BATCH, flush_seconds: float = 10.0, retry_seconds: float = 5.0,
                  end_wait_seconds: float = 120.0):
         self.tracking_uri = tracking_uri
@@ -79,6 +106,7 @@ class MLflowRecorder(tune.Callback):
         self._client: MlflowClient | None = None
         self._runs: dict[str, str] = {}  # trial id -> MLflow run id
         self._buffers: dict[str, list[Metric]] = {}  # metrics not yet written, per trial
+        self._artifacts: dict[str, dict[str, bytes]] = {}  # artifacts not yet written, per trial: path -> bytes
         self._last_step: dict[str, int] = {}  # last epoch buffered or found recorded, per trial
         self._trials: dict[str, Any] = {}  # trials whose run is still to be created, written or closed
         self._closing: dict[str, tuple[str, str, int]] = {}  # trial id -> (trial_status, run status, last epoch)
@@ -91,7 +119,7 @@ class MLflowRecorder(tune.Callback):
     # the client and buffers are rebuilt in the new driver.
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        for key in ("_client", "_runs", "_buffers", "_last_step", "_trials", "_closing", "_last_flush",
+        for key in ("_client", "_runs", "_buffers", "_artifacts", "_last_step", "_trials", "_closing", "_last_flush",
                     "_down_since", "_next_try", "_orphans_checked"):
             state.pop(key, None)
         return state
@@ -145,6 +173,7 @@ class MLflowRecorder(tune.Callback):
         if trial.trial_id not in self._trials:
             self._trials[trial.trial_id] = trial
             self._buffers.setdefault(trial.trial_id, [])
+            self._artifacts.setdefault(trial.trial_id, {})
             self._last_step.setdefault(trial.trial_id, 0)
 
     def on_trial_start(self, iteration, trials, trial, **info):
@@ -159,9 +188,8 @@ class MLflowRecorder(tune.Callback):
         self._last_step[trial.trial_id] = step
         timestamp = int(time.time() * 1000)
         buffer = self._buffers[trial.trial_id]
-        for key, value in result.items():
-            if ("/" in key or key == "diverged") and isinstance(value, (int, float)) and not isinstance(value, bool):
-                buffer.append(Metric(key, float(value), timestamp, step))
+        buffer.extend(Metric(key, value, timestamp, step) for key, value in metric_items(result))
+        self._artifacts[trial.trial_id].update(result.get(ARTIFACTS_KEY) or {})  # a later value of a path wins
         if len(buffer) >= self.flush_rows or time.monotonic() - self._last_flush > self.flush_seconds:
             self.flush()
 
@@ -217,12 +245,16 @@ class MLflowRecorder(tune.Callback):
         while buffer:
             self.client.log_batch(run_id, metrics=buffer[:MAX_BATCH])
             del buffer[:MAX_BATCH]  # only once written: a failed batch stays buffered
+        artifacts = self._artifacts.get(tid, {})
+        for path in list(artifacts):
+            log_artifact_bytes(self.client, run_id, path, artifacts[path])
+            del artifacts[path]
         if tid in self._closing:
             status, run_status, epoch = self._closing[tid]
             self.client.set_tag(run_id, "trial_status", status)
             self.client.set_tag(run_id, "stopped_at_epoch", str(epoch))
             self.client.set_terminated(run_id, status=run_status)
-            for table in (self._runs, self._buffers, self._trials, self._closing):
+            for table in (self._runs, self._buffers, self._artifacts, self._trials, self._closing):
                 table.pop(tid, None)
 
     def flush(self, trial_id: str | None = None) -> bool:
@@ -234,7 +266,8 @@ class MLflowRecorder(tune.Callback):
 
     def pending(self) -> int:
         """Records not yet in MLflow: buffered metrics plus runs still to be closed."""
-        return sum(len(b) for b in self._buffers.values()) + len(self._closing)
+        return (sum(len(b) for b in self._buffers.values()) + sum(len(a) for a in self._artifacts.values())
+                + len(self._closing))
 
     def _close(self, trial, status: str, run_status: str) -> None:
         self._track(trial)
@@ -243,7 +276,7 @@ class MLflowRecorder(tune.Callback):
         self.flush(trial.trial_id)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        epochs = int(trial.config.get(self.epochs_key, 0))
+        epochs = int(trial.config.get(self.epochs_key, 0)) if self.epochs_key else None
         self._close(trial, trial_status(trial.last_result or {}, epochs), RunStatus.to_string(RunStatus.FINISHED))
 
     def on_trial_error(self, iteration, trials, trial, **info):

@@ -33,10 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
+from analysis.records import RecordsError
+from trainables.artifacts import encode_all
 from trainables.config import ConfigError, from_dict, parse_value, to_dict
 from trainables.vision_data import DatasetUnavailableError
 
-from sweeps.study import Study
+from sweeps.study import Analysis, Context, Study
 
 SEARCHES = ("grid", "optuna", "random")
 SCHEDULERS = ("fifo", "asha")
@@ -101,6 +103,9 @@ def build_parser(study: Study) -> argparse.ArgumentParser:
                         "~/.cache/dlsweeps/data")
     p.add_argument("--results-dir", default="results", help="figures, tables and the default MLflow store (default ./results)")
     p.add_argument("--seed", type=int, default=0, help="seed of the trials and of the search algorithm (default 0)")
+    p.add_argument("--from-run", default=None, metavar="RUN_ID",
+                   help="the sweep (parent run ID) of an earlier study that this one reads, e.g. the LR range test "
+                        "whose bounds cyclic_lr uses (default: the latest such sweep in the store)")
     p.add_argument("--resume", action="store_true", help="continue the latest interrupted sweep of this study")
     p.add_argument("--retry-errored", action="store_true", help="with --resume: run errored trials again")
     p.add_argument("--max-failures", type=int, default=2, help="retries of a trial whose process died (default 2)")
@@ -108,7 +113,8 @@ def build_parser(study: Study) -> argparse.ArgumentParser:
                    help="checkpoint a trial every N epochs and at its last (default 10; 0 = never)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help=f"override one config value (repeatable); a swept key is then fixed. "
-                        f"'seeds=N' trains every config with N replicate seeds. Keys: "
+                        f"'seeds=N' trains every config with N replicate seeds (small models: as one population "
+                        f"trial of N replicas; others: one trial per seed). Keys: "
                         f"{', '.join(to_dict(study.config_cls()))}")
     return p
 
@@ -146,12 +152,16 @@ def resolve_plan(study: Study, args: argparse.Namespace) -> Plan:
             continue
         base[key] = parse_value(study.config_cls, key, text)
         space.pop(key, None)  # a value given on the command line pins that axis
+    fused = (seeds > 1 and study.population is not None and args.workers is None and study.ddp_overrides is None
+             and study.population(base))
+    if fused:  # the N seeds of a config train together in one process: one trial, one MLflow run
+        base["seeds"] = seeds
     from_dict(study.config_cls, base)  # validates the base config as a whole
     for key, values in space.items():
         if isinstance(values, list):
             for value in values:
                 from_dict(study.config_cls, {**base, key: value})
-    if seeds > 1:
+    if seeds > 1 and not fused:
         space["seed"] = [args.seed + i for i in range(seeds)]
     num_samples = args.num_samples if args.num_samples is not None else preset.num_samples
     if num_samples < 1:
@@ -165,9 +175,12 @@ def resolve_plan(study: Study, args: argparse.Namespace) -> Plan:
         from trainables.ddp import settings_from_args
 
         ddp = settings_from_args(args)  # ConfigError on --workers 0, NCCL without GPUs, ...
-    epochs = int(base.get(study.epochs_key, 1))
+    epochs = int(base.get(study.epochs_key, 1)) if study.epochs_key else 1
     if getattr(args, "asha_time", "epoch") != "epoch" and args.scheduler != "asha":
         raise UsageError(f"--asha-time {args.asha_time} needs --scheduler asha")
+    if args.scheduler == "asha" and study.epochs_key is None:
+        raise UsageError(f"{study.name}'s trials report once (one-shot): there is nothing for ASHA to stop early; "
+                         f"use --scheduler fifo")
     return Plan(base, space, num_samples if args.search != "grid" else 1, epochs, min(preset.asha_grace_period, epochs),
                 ddp)
 
@@ -226,13 +239,10 @@ def _check_storage(storage: str | None, resume_from) -> None:
                              f"(deleted, or the sweep died before its first snapshot); run without --resume")
 
 
-def _token_auth_notice(record: logging.LogRecord) -> bool:
-    """Ray 2.60 says on every local start that it enabled its (safe) default, token authentication."""
-    return not record.getMessage().startswith("Token authentication is enabled")
-
-
 def init_ray(address: str | None) -> None:
     import ray
+
+    from trainables import ray_internals
 
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address and address not in ("auto", "local") and not address.startswith("ray://"):
@@ -245,7 +255,7 @@ def init_ray(address: str | None) -> None:
     if not address:
         # One machine cannot be preempted; the watcher would only print a Ray core warning per DDP trial
         os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
-        logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_token_auth_notice)
+        ray_internals.hide_token_auth_notice()
     try:
         ray.init(address=address, logging_level=logging.WARNING, configure_logging=True)
     except Exception as e:  # noqa: BLE001
@@ -358,12 +368,9 @@ def _configure_tune(scheduler: str) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # ...hence Tune's result grid finds no per-trial metrics files and says so for every trial.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    try:  # a config and a result box per trial would bury the status table in a 143-trial sweep
-        from ray.tune.experimental.output import AirVerbosity, TuneTerminalReporter
+    from trainables import ray_internals
 
-        TuneTerminalReporter._start_end_verbosity = AirVerbosity.VERBOSE
-    except (ImportError, AttributeError):
-        pass
+    ray_internals.quiet_trial_start_end()  # a config and a result box per trial would bury the status table
 
 
 def main(study: Study, argv: Sequence[str] | None = None) -> int:
@@ -371,12 +378,12 @@ def main(study: Study, argv: Sequence[str] | None = None) -> int:
     args = build_parser(study).parse_args(argv)
     try:
         return _run(study, args, argv)
-    except (UsageError, ConfigError, DatasetUnavailableError) as e:
+    except (UsageError, ConfigError, DatasetUnavailableError, RecordsError) as e:
         fail(str(e))
 
 
 def _run(study: Study, args: argparse.Namespace, argv: list[str]) -> int:
-    from analysis.records import default_tracking_uri, find_parent_run, load_sweep, ui_hint
+    from analysis.records import default_tracking_uri, find_parent_run
     from mlflow.tracking import MlflowClient
 
     if args.data_dir:  # read by trainables.vision_data on the driver, where the data set is built
@@ -402,10 +409,16 @@ def _run(study: Study, args: argparse.Namespace, argv: list[str]) -> int:
     if not local_store:
         check_tracking_uri(tracking_uri)
     _check_storage(args.storage, resume_from)
+    context = Context(tracking_uri, args.from_run)
+    if args.from_run:
+        _check_from_run(tracking_uri, args.from_run)
     if study.prepare is not None:
-        base = study.prepare(dict(plan.base), tracking_uri)
+        base = study.prepare(dict(plan.base), context.tracking_uri)  # TODO(lead): pass context once hooks move
         from_dict(study.config_cls, base)
-        plan = dataclasses.replace(plan, base=base, epochs=int(base.get(study.epochs_key, 1)))
+        plan = dataclasses.replace(plan, base=base,
+                                   epochs=int(base.get(study.epochs_key, 1)) if study.epochs_key else 1)
+    if study.presets[args.preset].analysis_only:
+        return _run_analysis(study, args, argv, plan, context, results_dir, local_store)
     init_ray(args.address)
     import ray
     from ray import tune
@@ -433,15 +446,8 @@ def _run(study: Study, args: argparse.Namespace, argv: list[str]) -> int:
     else:
         name = f"{study.name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
         experiment_path = storage.rstrip("/") + "/" + name
-        tags = {"sweep.parent": "1", "preset": args.preset, "search": args.search, "scheduler": args.scheduler,
-                "sweep.argv": json.dumps(argv), "ray_experiment_path": experiment_path, **provenance_tags()}
-        parent_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
-        params = {f"base.{k}": str(_encode(v)) for k, v in plan.base.items()}
-        params.update({f"space.{k}": str(v)[:500] for k, v in plan.space.items()})
-        params.update({"num_samples": str(plan.num_samples), "cpus_per_trial": str(args.cpus_per_trial),
-                       "gpus_per_trial": str(args.gpus_per_trial)})
-        for key, value in params.items():
-            client.log_param(parent_id, key, value)
+        parent_id = _open_parent_run(client, experiment_id, name, args, argv, plan,
+                                     {"ray_experiment_path": experiment_path})
 
     from sweeps.recording import MLflowRecorder
     from trainables.session import tune_trainable
@@ -495,14 +501,42 @@ def _run(study: Study, args: argparse.Namespace, argv: list[str]) -> int:
         ray.shutdown()
     elapsed = time.perf_counter() - started
 
-    from analysis.report import render, status_counts
+    from analysis.report import status_counts
+
+    _finish(study, args, tracking_uri, experiment_id, parent_id, results_dir,
+            lambda runs: f"{status_counts(runs)} in {elapsed:.1f} s")
+    errors = sum(1 for r in results if r.error is not None)
+    return 1 if errors and errors == len(results) else 0
+
+
+def _open_parent_run(client, experiment_id: str, name: str, args: argparse.Namespace, argv: list[str], plan: Plan,
+                     tags: dict[str, str]) -> str:
+    """The sweep's parent run: how it was asked for (tags), and its base config and space (params)."""
+    from mlflow.entities import Param
+
+    tags = {"sweep.parent": "1", "preset": args.preset, "search": args.search, "scheduler": args.scheduler,
+            "sweep.argv": json.dumps(argv), **tags, **provenance_tags()}
+    parent_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+    params = {f"base.{k}": str(_encode(v)) for k, v in plan.base.items()}
+    params.update({f"space.{k}": str(v)[:500] for k, v in plan.space.items()})
+    params.update({"num_samples": str(plan.num_samples), "cpus_per_trial": str(args.cpus_per_trial),
+                   "gpus_per_trial": str(args.gpus_per_trial)})
+    items = [Param(k, v) for k, v in params.items()]
+    for i in range(0, len(items), 100):
+        client.log_batch(parent_id, params=items[i:i + 100])
+    return parent_id
+
+
+def _finish(study: Study, args: argparse.Namespace, tracking_uri: str, experiment_id: str, parent_id: str,
+            results_dir: Path, headline) -> None:
+    """Figures from the records (logged to the parent run), then the summary a finished sweep prints."""
+    from analysis.records import load_sweep, ui_hint
+    from analysis.report import render
 
     sweep = load_sweep(study.name, parent_id, tracking_uri)
     sweep.runs.attrs.update(tracking_uri=tracking_uri, parent_run_id=parent_id)  # for figures of metric histories
-    out_dir = results_dir / study.name
-    paths = render(sweep, study.figures, out_dir)
-    print(f"\n== {study.name} ({args.preset}, {args.search}, {args.scheduler}): {status_counts(sweep.runs)} "
-          f"in {elapsed:.1f} s")
+    paths = render(sweep, study.figures, results_dir / study.name)
+    print(f"\n== {study.name} ({args.preset}, {args.search}, {args.scheduler}): {headline(sweep.runs)}")
     print(study.summary(sweep.runs))
     if study.after_sweep is not None:
         print(study.after_sweep(sweep))
@@ -510,5 +544,53 @@ def _run(study: Study, args: argparse.Namespace, argv: list[str]) -> int:
     print(f"MLflow: {ui_hint(tracking_uri, experiment_id)}  (parent run {parent_id})")
     print(f"regenerate the figures: python -m analysis {study.name} --parent-run {parent_id}"
           + ("" if args.results_dir == "results" else f" --results-dir {shlex.quote(args.results_dir)}"))
-    errors = sum(1 for r in results if r.error is not None)
-    return 1 if errors and errors == len(results) else 0
+
+
+def _check_from_run(tracking_uri: str, run_id: str) -> None:
+    """--from-run must name the parent run of a sweep in this store."""
+    from mlflow.tracking import MlflowClient
+
+    check_tracking_uri(tracking_uri)
+    try:
+        run = MlflowClient(tracking_uri).get_run(run_id)
+    except Exception:  # noqa: BLE001  (MLflow raises its own exception for an unknown ID)
+        raise UsageError(f"--from-run {run_id}: no such run in {tracking_uri}; give the parent run ID a sweep "
+                         f"printed (or omit --from-run to read the latest sweep)") from None
+    if run.data.tags.get("sweep.parent") != "1":
+        raise UsageError(f"--from-run {run_id} is a trial's run, not a sweep's; give its parent run ID "
+                         f"(tag mlflow.parentRunId)")
+
+
+def _run_analysis(study: Study, args: argparse.Namespace, argv: list[str], plan: Plan, context: Context,
+                  results_dir: Path, local_store: bool) -> int:
+    """An analysis-only preset: no Ray and no trials; the study's `analyze` step reads records already in the
+    store, and what it returns is recorded on a parent run (values as metrics/params, artifacts as files)."""
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
+    if study.analyze is None:
+        raise UsageError(f"preset {args.preset} is analysis-only but {study.name} declares no analyze step")
+    started = time.perf_counter()
+    result: Analysis = study.analyze(dict(plan.base), context)  # bad or missing records: exit 2, nothing created
+    artifacts = encode_all(result.artifacts)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(context.tracking_uri)
+    experiment_id = _experiment(client, study.name, results_dir, local_store)
+    name = f"{study.name}-{args.preset}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    tags = {"analysis_only": "1", **({"source_run": result.source_run} if result.source_run else {})}
+    parent_id = _open_parent_run(client, experiment_id, name, args, argv, plan, tags)
+    now = int(time.time() * 1000)
+    numbers = {k: float(v) for k, v in result.values.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    client.log_batch(parent_id, metrics=[Metric(k, v, now, 0) for k, v in numbers.items()],
+                     params=[Param(k, str(v)[:500]) for k, v in result.values.items() if k not in numbers])
+    from sweeps.recording import log_artifact_bytes
+
+    for path, data in artifacts.items():
+        log_artifact_bytes(client, parent_id, path, data)
+    client.set_terminated(parent_id, status="FINISHED")
+    elapsed = time.perf_counter() - started
+    _finish(study, args, context.tracking_uri, experiment_id, parent_id, results_dir,
+            lambda runs: f"analysis only, {len(result.values)} fitted values in {elapsed:.1f} s"
+                         + (f" from sweep {result.source_run}" if result.source_run else ""))
+    return 0

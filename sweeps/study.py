@@ -26,6 +26,38 @@ class Preset:
     space: dict[str, Any] = field(default_factory=dict)
     num_samples: int = 8  # trials for --search optuna/random
     asha_grace_period: int = 1  # epochs before ASHA may stop a trial
+    # An analysis-only step: train nothing, run the study's `analyze` on records already in the store
+    # (e.g. fit models to another study's sweep) and record what it returns on a parent run.
+    analysis_only: bool = False
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a study's hooks may read: the tracking store, and the sweep `--from-run` names."""
+
+    tracking_uri: str
+    from_run: str | None = None  # a parent run ID: read this sweep instead of the latest one
+
+    def sweep(self, study: str, *, with_tag: str | None = None, tags: dict[str, str] | None = None):
+        """The parent run of the sweep of `study` to read: the one --from-run names if it is a sweep of `study`,
+        else the latest one carrying `with_tag` and `tags`; None if there is none (analysis.records.find_sweep)."""
+        from analysis.records import find_sweep, sweep_study
+
+        if self.from_run:
+            named = find_sweep(self.tracking_uri, study, self.from_run)
+            if named is not None and sweep_study(self.tracking_uri, named) == study:
+                return named
+        return find_sweep(self.tracking_uri, study, tags=tags, with_tag=with_tag)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What an analysis-only step found: values (numbers become metrics of its parent run, anything else
+    params) and artifacts (name -> array/table/JSON, see trainables/artifacts.py), logged on its parent run."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    source_run: str | None = None  # the parent run of the sweep it read (tagged on its own parent run)
 
 
 @dataclass(frozen=True)
@@ -45,7 +77,9 @@ class Study:
     # picked from a range test) or published reference numbers printed beside ours. `sweep` is an
     # analysis.records.Sweep (its runs, parent run and tracking URI).
     after_sweep: Callable[[Any], str] | None = None
-    epochs_key: str = "epochs"
+    # The config key of a trial's epoch count; None: one-shot trials (they fit once or run a fixed batch of
+    # simulations, report once and are recorded as finished; ASHA does not apply).
+    epochs_key: str | None = "epochs"
     default_preset: str = "quick"
     default_search: str = "grid"  # --search when not given (a study of continuous ranges: optuna or random)
     default_scheduler: str = "fifo"  # --scheduler when not given
@@ -57,6 +91,11 @@ class Study:
     # different amounts of work per epoch (batch augmentation: M copies of every sample), e.g.
     # {"passes": ("train/passes", lambda config: config["batch_m"])}.
     asha_times: dict[str, tuple[str, Callable[[dict], float]]] = field(default_factory=dict)
-    # prepare(base config, tracking URI) -> base config: fills values read from earlier sweeps (e.g. lr_min and
+    # prepare(base config, Context) -> base config: fills values read from earlier sweeps (e.g. lr_min and
     # lr_max of the latest LR range test) before anything is created; raises ConfigError/UsageError (exit 2).
-    prepare: Callable[[dict, str], dict] | None = None
+    prepare: Callable[[dict, Context], dict] | None = None
+    # analyze(base config, Context) -> Analysis: the step of an `analysis_only` preset (trains nothing).
+    analyze: Callable[[dict, Context], Analysis] | None = None
+    # population(config) -> True when the config's replicate seeds (--set seeds=N) train as one population trial
+    # (the config class then has a `seeds` field: N replicas in one process); else each seed is its own trial.
+    population: Callable[[dict], bool] | None = None

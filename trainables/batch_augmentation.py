@@ -45,7 +45,7 @@ class BatchAugmentConfig(ic.ClassifyConfig):
     lr: float = 0.1  # per step, before lr_scaling
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    lr_schedule: str = "multistep"
+    lr_policy: str = "multistep"  # lr x lr_gamma at each of lr_milestones
     lr_milestones: tuple[int, ...] = he_milestones(50_000)  # epochs
     crop_flip: bool = True
     cutout: int = 16
@@ -103,10 +103,10 @@ class BestAccuracySession:
             self.best = float(state.get("best_accuracy", 0.0))
         return state
 
-    def report(self, metrics: dict[str, float], epoch: int, state_fn=None) -> bool:
+    def report(self, metrics: dict[str, float], epoch: int, state_fn=None, artifacts=None) -> bool:
         if "test/accuracy" in metrics:
             self.best = max(self.best, metrics["test/accuracy"])
             # the error is what the study plots and ASHA ranks (min); the best accuracy survives the end of a trial
             metrics = {**metrics, "test/error": 1.0 - metrics["test/accuracy"], "test/best_accuracy": self.best}
         with_best = None if state_fn is None else (lambda: {**state_fn(), "best_accuracy": self.best})
-        return self.session.report(metrics, epoch, with_best)
+        return self.session.report(metrics, epoch, with_best, artifacts)

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
-import logging
 import os
 import tempfile
 import time
@@ -42,6 +41,7 @@ from typing import Any, Callable
 import torch
 import torch.distributed
 
+from trainables.artifacts import ARTIFACTS_KEY, encode_all
 from trainables.config import ConfigError
 from trainables.session import STATE_FILE, _checkpoint_due, is_diverged
 
@@ -236,12 +236,15 @@ class DDPSession:
         self.resumed_at = int(state["epoch"])
         return state
 
-    def report(self, metrics: dict[str, float], epoch: int, state_fn: Callable[[], dict] | None = None) -> bool:
+    def report(self, metrics: dict[str, float], epoch: int, state_fn: Callable[[], dict] | None = None,
+               artifacts: dict[str, Any] | None = None) -> bool:
         import ray.train
 
         diverged = is_diverged(metrics)  # the metrics are all-reduced: every rank decides the same
         metrics = {**metrics, "epoch": epoch, "diverged": int(diverged), "ddp/workers": self.distributed.world,
                    "ddp/nodes": self.nodes, "ddp/resumed_at": self.resumed_at}
+        if artifacts and self.distributed.rank == 0:  # rank 0's report is the one Tune (and the recorder) sees
+            metrics[ARTIFACTS_KEY] = encode_all(artifacts)
         if state_fn is not None and epoch == self.epochs:
             metrics["ddp/replicas_identical"] = float(self.distributed.replicas_identical(state_fn()["model"]))
         due = state_fn is not None and not diverged and _checkpoint_due(epoch, self.epochs, self.checkpoint_every)
@@ -272,13 +275,10 @@ def _maybe_fail(epoch: int, rank: int) -> None:
 
 
 def _quiet_train_reports() -> None:
-    """Ray 2.60's Train worker logs every report at INFO through a logger named by its file path,
-    which RunConfig's LoggingConfig does not reach; Tune's table shows those metrics already."""
-    try:
-        from ray.train.v2._internal.execution import context
-    except ImportError:  # another Ray layout: keep its logs
-        return
-    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+    """Tune's table shows the metrics that Ray Train's workers would log at every report."""
+    from trainables import ray_internals
+
+    ray_internals.quiet_train_report_logs()
 
 
 def _worker_loop(loop_config: dict) -> None:
@@ -302,7 +302,7 @@ def _worker_loop(loop_config: dict) -> None:
 
 # ---------------------------------------------------------------- the Tune trial
 
-def ddp_trainable(trial_fn: Callable, epochs_key: str, settings: DDPSettings,
+def ddp_trainable(trial_fn: Callable, epochs_key: str | None, settings: DDPSettings,
                   overrides: Callable[[dict], dict] | None = None, metric: str | None = None) -> Callable:
     """A Tune function trainable running `trial_fn` as a DDP job; give it `{"cpu": DRIVER_CPU}`.
 
@@ -315,18 +315,20 @@ def ddp_trainable(trial_fn: Callable, epochs_key: str, settings: DDPSettings,
         import ray
         import ray.train
         from ray import tune
-        from ray.train._internal.session import get_session
         from ray.train.torch import TorchConfig, TorchTrainer
         from ray.tune.integration.ray_train import TuneReportCallback
 
+        from trainables import ray_internals
+
         s = settings.for_trial(overrides, config)
-        epochs = int(config[epochs_key])
+        epochs = int(config[epochs_key]) if epochs_key else 1  # None: a one-shot trial
         if not s.runnable:
             # Tune insists on the sweep's metric in every result: NaN, as for a trial that measured nothing
             tune.report({"epoch": 1, "diverged": 0, "ddp/skipped": 1.0, "ddp/workers": s.workers,
                          **({metric: float("nan")} if metric else {})})
             return
-        storage = get_session().storage  # the Train run lives in the Tune trial's folder (resumable with it)
+        # the Train run lives in the Tune trial's folder (resumable with it)
+        storage_path, storage_filesystem = ray_internals.trial_storage()
         trainer = TorchTrainer(
             _worker_loop,
             train_loop_config={"config": config, "data": ray.put(data), "trial_fn": trial_fn, "settings": s,
@@ -337,7 +339,7 @@ def ddp_trainable(trial_fn: Callable, epochs_key: str, settings: DDPSettings,
                                       **({"GPU": s.gpus_per_worker} if s.gpus_per_worker else {})}),
             torch_config=TorchConfig(backend=s.resolved_backend),
             run_config=ray.train.RunConfig(
-                name="ddp", storage_path=storage.trial_fs_path, storage_filesystem=storage.storage_filesystem,
+                name="ddp", storage_path=storage_path, storage_filesystem=storage_filesystem,
                 callbacks=[TuneReportCallback()], failure_config=ray.train.FailureConfig(max_failures=s.max_failures),
                 checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
                 # Train logs every report of every rank at INFO; Tune's table already shows them

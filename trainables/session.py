@@ -2,7 +2,10 @@
 
 A trial function has the signature `trial_fn(config: dict, data, session)` and
 calls `session.restore()` once and `session.report(metrics, epoch, state_fn)`
-once per epoch. Two sessions implement that contract:
+once per epoch (a one-shot trial, which fits once or runs a fixed batch of
+simulations, reports once, as epoch 1 of 1). A report may carry `artifacts`
+(name -> array, table, JSON value; see trainables/artifacts.py) for the trial's
+own MLflow run. Two sessions implement that contract:
 
 - `TuneSession` reports to Ray Tune and checkpoints every `checkpoint_every`
   epochs (and at the last epoch), so a trial can resume;
@@ -16,7 +19,6 @@ Both stop a trial whose loss became NaN or infinite: the epoch is reported with
 from __future__ import annotations
 
 import io
-import logging
 import math
 import os
 import queue
@@ -26,6 +28,8 @@ import time
 from typing import Any, Callable
 
 import torch
+
+from trainables.artifacts import ARTIFACTS_KEY, encode_all
 
 STATE_FILE = "state.pt"
 
@@ -42,13 +46,18 @@ class LocalSession:
         self.epochs = epochs
         self.checkpoint_every = checkpoint_every
         self.history: list[dict[str, Any]] = []
+        self.artifacts: dict[str, Any] = {}  # the latest value of every artifact reported
         self.state = state
 
     def restore(self) -> dict | None:
         return self.state
 
-    def report(self, metrics: dict[str, float], epoch: int, state_fn: Callable[[], dict] | None = None) -> bool:
+    def report(self, metrics: dict[str, float], epoch: int, state_fn: Callable[[], dict] | None = None,
+               artifacts: dict[str, Any] | None = None) -> bool:
         diverged = is_diverged(metrics)
+        if artifacts:
+            encode_all(artifacts)  # fail here as a trial under Tune would
+            self.artifacts.update(artifacts)
         self.history.append({**metrics, "epoch": epoch, "diverged": int(diverged)})
         if state_fn is not None and _checkpoint_due(epoch, self.epochs, self.checkpoint_every):
             self.state = state_fn()
@@ -86,13 +95,16 @@ class TuneSession:
         with checkpoint.as_directory() as folder:
             return torch.load(os.path.join(folder, STATE_FILE), map_location="cpu", weights_only=False)
 
-    def report(self, metrics: dict[str, float], epoch: int, state_fn: Callable[[], dict] | None = None) -> bool:
+    def report(self, metrics: dict[str, float], epoch: int, state_fn: Callable[[], dict] | None = None,
+               artifacts: dict[str, Any] | None = None) -> bool:
         started = time.perf_counter()
         self._raise_reporter_error()
         if self.stopped:
             return False
         diverged = is_diverged(metrics)
         metrics = {**metrics, "epoch": epoch, "diverged": int(diverged), "time/report_s": self.report_s}
+        if artifacts:
+            metrics[ARTIFACTS_KEY] = encode_all(artifacts)  # the driver's recorder writes them to MLflow
         state = None
         if state_fn is not None and not diverged and _checkpoint_due(epoch, self.epochs, self.checkpoint_every):
             buffer = io.BytesIO()
@@ -135,20 +147,28 @@ class TuneSession:
             raise error
 
 
-def training_state(model, optimizer, scheduler, generator: torch.Generator, epoch: int, train_s: float) -> dict:
-    """What a checkpoint holds to resume a trial exactly: weights, optimizer and schedule, RNG, clock."""
+def training_state(model, optimizer, scheduler, generator: torch.Generator | list[torch.Generator], epoch: int,
+                   train_s: float) -> dict:
+    """What a checkpoint holds to resume a trial exactly: weights, optimizer and schedule, RNG (one data-order
+    generator, or one per replica of a population), clock."""
+    generators = generator if isinstance(generator, list) else [generator]
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "generator": generator.get_state(), "epoch": epoch, "train_s": train_s}
+            "generators": [g.get_state() for g in generators], "epoch": epoch, "train_s": train_s}
 
 
-def load_training_state(state: dict | None, model, optimizer, scheduler, generator: torch.Generator) -> tuple[int, float]:
+def load_training_state(state: dict | None, model, optimizer, scheduler,
+                        generator: torch.Generator | list[torch.Generator]) -> tuple[int, float]:
     """Restore `training_state` in place; returns (epochs done, training seconds so far), (0, 0.0) if none."""
     if state is None:
         return 0, 0.0
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    generator.set_state(state["generator"])
+    generators = generator if isinstance(generator, list) else [generator]
+    if len(generators) != len(state["generators"]):
+        raise ValueError(f"a checkpoint of {len(state['generators'])} replicas cannot resume {len(generators)}")
+    for g, saved in zip(generators, state["generators"]):
+        g.set_state(saved)
     return state["epoch"], state["train_s"]
 
 
@@ -189,7 +209,7 @@ def set_threads_from_resources() -> int:
     return threads
 
 
-def tune_trainable(trial_fn: Callable, epochs_key: str = "epochs") -> Callable:
+def tune_trainable(trial_fn: Callable, epochs_key: str | None = "epochs") -> Callable:
     """Wrap `trial_fn(config, data, session)` as a Ray Tune function trainable.
 
     The data set and run settings arrive through `tune.with_parameters`, i.e.
@@ -202,10 +222,10 @@ def tune_trainable(trial_fn: Callable, epochs_key: str = "epochs") -> Callable:
         # under TUNE_FUNCTION_THREAD_TIMEOUT_S (default 2 s), else the next trial errors. Epochs of image
         # models on a CPU take longer. Read in this (the actor's) process when Tune resets it.
         os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "600")
-        # Ray logs every persisted checkpoint at INFO; at one checkpoint per few epochs that floods the driver.
-        for name in ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-        session = TuneSession(int(config[epochs_key]), checkpoint_every)
+        from trainables import ray_internals
+
+        ray_internals.quiet_checkpoint_logs()  # Ray logs every persisted checkpoint at INFO
+        session = TuneSession(int(config[epochs_key]) if epochs_key else 1, checkpoint_every)  # None: one-shot
         try:
             trial_fn(config, data, session)
         finally:
