@@ -9,34 +9,69 @@ Range presets: one run at a fixed learning rate (lr_max of the latest LR range t
 lr), the batch doubling from batch_min to batch_max every `interval` iterations; a batch above
 max_micro_batch is split into micro-batches whose gradients accumulate to the full batch's. Figures:
 training loss vs batch size (log x) with b_min/b_max marked (same rule as the LR bounds:
-analysis.lr_batch.pick_bounds), and its final test accuracy beside the latest cyclic_lr sweep's. b_min/b_max
-are stored as tags on the parent run.
+analysis.curves.pick_bounds), and its final test accuracy beside the latest cyclic_lr sweep's. b_min/b_max
+are stored as tags on the parent run (`batch_size_after`).
 Cyclic presets: the batch size cycles between b_min and b_max (read from the latest range test unless
-given) with an increasing trend (trainables.lr_batch.cyclic_batch_size), at a fixed lr_min. Figures: loss
-and accuracy vs epoch, batch size vs epoch, and a table/figure of the best accuracy of the cyclical-batch
-and the cyclical-LR runs.
+given, `fill_batch_bounds`) with an increasing trend (trainables.schedules.cyclic_batch_size), at a fixed
+lr_min. Figures (analysis/batch_size.py): loss and accuracy vs epoch, batch size vs epoch, and a table/figure
+of the best accuracy of the cyclical-batch and the cyclical-LR runs. The trial is the shared image trial
+(trainables/image_classification.py, `batch_policy`) with the LR/batch studies' recipe (sweeps/lr_range.py).
 """
 
-from analysis import lr_batch as figures
+from mlflow.tracking import MlflowClient
+
+from analysis import batch_size as analysis
+from analysis.records import RecordsError
+from sweeps.lr_range import RECIPE, earlier_sweep, fill_lr_bounds
 from sweeps.runner import main
 from sweeps.study import Preset, Study
-from trainables.config import from_dict
-from trainables.lr_batch import LRBatchConfig, derived_params, make_data, stages, train_lr_batch
+from trainables.config import ConfigError, from_dict
+from trainables.image_classification import ClassifyConfig, derived_params, make_data, train_classifier
 
 
-def prepare(base: dict, tracking_uri: str) -> dict:
-    base = figures.fill_batch_bounds(figures.fill_lr_bounds(base, tracking_uri), tracking_uri)
-    return {**base, "epochs": stages(from_dict(LRBatchConfig, base))}  # the range test reports per batch size
+def fill_batch_bounds(base: dict, where) -> dict:
+    """Study.prepare of the cyclic presets: batch_min/batch_max left at 0 come from the latest batch-size
+    range test in the store (its parent run's tags b_min/b_max, stored by `batch_size_after`)."""
+    if base.get("batch_policy") != "cyclic" or (base.get("batch_min") and base.get("batch_max")):
+        return base
+    parent = earlier_sweep(where, "batch_size", with_tag="b_max")
+    if parent is None:
+        raise ConfigError(f"no batch-size range test with picked bounds in {getattr(where, 'tracking_uri', where)}: "
+                          f"run `python sweeps/batch_size.py` first or give --set batch_min=... --set batch_max=...")
+    tags = parent.data.tags
+    print(f"b_min={tags['b_min']}, b_max={tags['b_max']} (batch-size range test run {parent.info.run_id})")
+    return {**base, "batch_min": base.get("batch_min") or int(tags["b_min"]),
+            "batch_max": base.get("batch_max") or int(tags["b_max"])}
 
 
-RANGE = {"batch_policy": "range", "batch_min": 32}
-CYCLIC = {"batch_policy": "cyclic", "batch_min": 0, "batch_max": 0, "fixed_lr": "min"}
+def prepare(base: dict, where) -> dict:
+    base = fill_batch_bounds(fill_lr_bounds(base, where), where)
+    return {**base, "epochs": from_dict(ClassifyConfig, base).stages}  # the range test reports per batch size
+
+
+def batch_size_after(sweep) -> str:
+    """Study.after_sweep of the range test: store b_min/b_max on the parent run (tags) for the cyclic presets."""
+    if "batch_policy" not in sweep.runs or not (sweep.runs["batch_policy"] == "range").any():
+        return ""
+    try:
+        lo, hi = analysis.batch_bounds(sweep.runs)
+    except RecordsError as e:
+        return f"b_min/b_max not stored: {e}"
+    client = MlflowClient(sweep.tracking_uri)
+    client.set_tag(sweep.parent_run_id, "b_min", str(lo))
+    client.set_tag(sweep.parent_run_id, "b_max", str(hi))
+    return f"stored on the parent run: b_min={lo} b_max={hi} (read by the cyclic presets of sweeps/batch_size.py)"
+
+
+# The range test runs at a fixed LR: lr 0 = the LR range test's lr_max (--set fixed_lr=min: lr_min).
+RANGE = {**RECIPE, "lr": 0.0, "batch_policy": "range", "batch_min": 32}
+CYCLIC = {**RECIPE, "lr": 0.0, "batch_policy": "cyclic", "batch_min": 0, "batch_max": 0, "fixed_lr": "min"}
 
 STUDY = Study(
     name="batch_size",
     description=__doc__.split("\n")[0],
-    config_cls=LRBatchConfig,
-    trial_fn=train_lr_batch,
+    config_cls=ClassifyConfig,
+    trial_fn=train_classifier,
     make_data=make_data,
     presets={
         "smoke": Preset("range test 32..128, 2 iterations each, micro-batches of 64 (seconds)",
@@ -58,10 +93,10 @@ STUDY = Study(
     },
     metric="test/accuracy",
     mode="max",
-    figures=figures.batch_size_figures,
-    summary=figures.batch_size_summary,
+    figures=analysis.figures,
+    summary=analysis.summary,
     derived_params=derived_params,
-    after_sweep=figures.batch_size_after,
+    after_sweep=batch_size_after,
     prepare=prepare,
 )
 

@@ -8,39 +8,43 @@ Batch 64, SGD momentum 0.9. The LR cycles between lr_min and lr_max (torch's Cyc
 iteration; half cycle `stepsize` epochs or iterations; exp_range multiplies the amplitude by
 gamma**iteration). lr_min/lr_max come from the latest LR range test in the MLflow store
 (sweeps/lr_range.py) unless given; with neither, exit 2. The constant baseline trains at lr_max (or lr_min
-with --set fixed_lr=min, or --set lr=...). Figures: training and validation loss and accuracy vs epoch,
-the learning rate vs iteration.
+with --set fixed_lr=min, or --set lr=...). Figures (analysis/cyclic_lr.py): training and validation loss and
+accuracy vs epoch, the learning rate vs iteration. The trial is the shared image trial
+(trainables/image_classification.py, `lr_policy`) with the LR/batch studies' recipe (sweeps/lr_range.py).
 """
 
-from analysis import lr_batch as figures
+from analysis import cyclic_lr as analysis
+from sweeps.lr_range import RECIPE, fill_lr_bounds
 from sweeps.runner import main
 from sweeps.study import Preset, Study
-from trainables.lr_batch import LRBatchConfig, derived_params, make_data, train_lr_batch
+from trainables.image_classification import ClassifyConfig, derived_params, make_data, train_classifier
+
+BASE = {**RECIPE, "lr": 0.0}  # lr 0: the constant baseline trains at the range test's bound (fixed_lr, default max)
 
 STUDY = Study(
     name="cyclic_lr",
     description=__doc__.split("\n")[0],
-    config_cls=LRBatchConfig,
-    trial_fn=train_lr_batch,
+    config_cls=ClassifyConfig,
+    trial_fn=train_classifier,
     make_data=make_data,
     presets={
         "smoke": Preset("constant vs exp_range, 3 epochs, batch 16 on tiny data (seconds)",
-                        config={"epochs": 3, "batch_size": 16, "val_size": 32, "stepsize": 1, "gamma": 0.99},
+                        config={**BASE, "epochs": 3, "batch_size": 16, "val_size": 32, "stepsize": 1, "gamma": 0.99},
                         space={"lr_policy": ["constant", "exp_range"]}),
         "quick": Preset("constant vs exp_range, 4 epochs on 2000 images, stepsize 1 epoch (minutes)",
-                        config={"epochs": 4, "train_subset": 2500, "val_size": 500, "test_subset": 1000,
+                        config={**BASE, "epochs": 4, "train_subset": 2500, "val_size": 500, "test_subset": 1000,
                                 "stepsize": 1, "gamma": 0.995},
                         space={"lr_policy": ["constant", "exp_range"]}),
         "paper": Preset("constant and the three cyclical modes, 40 epochs, stepsize 4 epochs (a GPU)",
-                        config={"epochs": 40, "val_size": 5000, "stepsize": 4},
+                        config={**BASE, "epochs": 40, "val_size": 5000, "stepsize": 4},
                         space={"lr_policy": ["constant", "triangular", "triangular2", "exp_range"]}),
     },
     metric="val/accuracy",
     mode="max",
-    figures=figures.cyclic_lr_figures,
-    summary=figures.cyclic_lr_summary,
+    figures=analysis.figures,
+    summary=analysis.summary,
     derived_params=derived_params,
-    prepare=figures.fill_lr_bounds,
+    prepare=fill_lr_bounds,
 )
 
 if __name__ == "__main__":

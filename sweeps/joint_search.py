@@ -9,15 +9,17 @@ Space: lr log-uniform in [1e-4, 1], batch size in {32, 64, 128, 256}, weight dec
 preset's by default); ASHA stops weak trials at its rungs (epochs 1, 3, 9, ...). Figure: the best
 validation accuracy found vs trials and vs compute (training samples processed), for this sweep and the
 latest sweep of the other search algorithm (optuna <-> random) in the same MLflow store, so running both
-commands above gives the comparison.
+commands above gives the comparison (analysis/joint_search.py). The trial is the shared image trial
+(trainables/image_classification.py) with the LR/batch studies' recipe (sweeps/lr_range.py).
 """
 
 from ray import tune
 
-from analysis import lr_batch as figures
+from analysis import joint_search as analysis
+from sweeps.lr_range import RECIPE
 from sweeps.runner import main
 from sweeps.study import Preset, Study
-from trainables.lr_batch import LRBatchConfig, derived_params, make_data, train_lr_batch
+from trainables.image_classification import ClassifyConfig, derived_params, make_data, train_classifier
 
 SPACE = {"lr": tune.loguniform(1e-4, 1.0), "batch_size": [32, 64, 128, 256],
          "weight_decay": tune.loguniform(1e-6, 1e-2)}
@@ -25,23 +27,23 @@ SPACE = {"lr": tune.loguniform(1e-4, 1.0), "batch_size": [32, 64, 128, 256],
 STUDY = Study(
     name="joint_search",
     description=__doc__.split("\n")[0],
-    config_cls=LRBatchConfig,
-    trial_fn=train_lr_batch,
+    config_cls=ClassifyConfig,
+    trial_fn=train_classifier,
     make_data=make_data,
     presets={
         "smoke": Preset("4 trials, 3 epochs, batch 16 or 32 on tiny data (seconds)",
-                        config={"epochs": 3, "val_size": 32, "lr": 0.01},
+                        config={**RECIPE, "epochs": 3, "val_size": 32, "lr": 0.01},
                         space={**SPACE, "batch_size": [16, 32]}, num_samples=4),
         "quick": Preset("12 trials, at most 4 epochs on 1000 images (minutes)",
-                        config={"epochs": 4, "train_subset": 1300, "val_size": 300, "test_subset": 500, "lr": 0.01},
+                        config={**RECIPE, "epochs": 4, "train_subset": 1300, "val_size": 300, "test_subset": 500, "lr": 0.01},
                         space=SPACE, num_samples=12),
         "paper": Preset("60 trials, at most 27 epochs on the full set (a GPU)",
-                        config={"epochs": 27, "val_size": 5000, "lr": 0.01}, space=SPACE, num_samples=60),
+                        config={**RECIPE, "epochs": 27, "val_size": 5000, "lr": 0.01}, space=SPACE, num_samples=60),
     },
     metric="val/accuracy",
     mode="max",
-    figures=figures.joint_search_figures,
-    summary=figures.joint_search_summary,
+    figures=analysis.figures,
+    summary=analysis.summary,
     derived_params=derived_params,
     default_search="optuna",  # a grid would draw the continuous lr and weight decay once per batch size
     default_scheduler="asha",

@@ -8,43 +8,88 @@ Batch 64, SGD momentum 0.9, no augmentation. Discrete presets: one trial per lea
 from 1e-9 to 1e1), a trial whose loss turns NaN/inf is recorded as diverged and drawn as a red cross.
 Continuous presets: one trial whose LR grows exponentially from 1e-9 to 1e1 over all its steps, one point
 per `interval` steps (stops once the loss exceeds 4x its best). Figure: training loss vs learning rate
-(log x) with the picked lr_min and lr_max marked. Rule (analysis.lr_batch.pick_bounds): lr_min = first LR
+(log x) with the picked lr_min and lr_max marked. Rule (analysis.curves.pick_bounds): lr_min = first LR
 where the loss has fallen by 10% of its total drop, lr_max = first LR within 5% of the drop of the minimum
-loss. They are printed and stored as tags lr_min/lr_max on the parent MLflow run, where
-sweeps/cyclic_lr.py and sweeps/batch_size.py read them.
+loss. They are printed and stored as tags lr_min/lr_max on the parent MLflow run (`lr_range_after`), where
+sweeps/cyclic_lr.py and sweeps/batch_size.py read them (`fill_lr_bounds`).
+
+The trial is the shared image trial (trainables/image_classification.py) with `RECIPE`, the recipe of the
+four LR/batch-size studies; the continuous test is its `lr_policy=range`.
 """
 
 import numpy as np
+from mlflow.tracking import MlflowClient
 
-from analysis import lr_batch as figures
+from analysis import lr_range as analysis
+from analysis.records import RecordsError, find_sweep
 from sweeps.runner import main
 from sweeps.study import Preset, Study
-from trainables.config import from_dict
-from trainables.lr_batch import LRBatchConfig, derived_params, make_data, stages, train_lr_batch
+from trainables.config import ConfigError, from_dict
+from trainables.image_classification import ClassifyConfig, derived_params, make_data, train_classifier
 
+# The LR/batch-size studies' recipe (Smith's setting): FashionMNIST, MiniGoogLeNet, SGD momentum 0.9, no augmentation.
+RECIPE = {"dataset": "fashion_mnist", "model": "mini_googlenet", "optimizer": "sgd", "momentum": 0.9}
 LRS = [float(f"{lr:.3g}") for lr in np.logspace(-9, 1, 10)]
-CONTINUOUS = {"lr_policy": "range", "lr_min": 1e-9, "lr_max": 10.0}
+CONTINUOUS = {**RECIPE, "lr_policy": "range", "lr_min": 1e-9, "lr_max": 10.0}
 
 
-def prepare(base: dict, tracking_uri: str) -> dict:
+def earlier_sweep(where, study: str, **find):
+    """The parent run of the latest sweep of `study` in the store (analysis.records.find_sweep, `find` its
+    tags/with_tag), or None. `where` is the tracking URI that Study.prepare gets (or the runner's context
+    object, whose `sweep` also honours a sweep named on the command line)."""
+    return find_sweep(where, study, **find) if isinstance(where, str) else where.sweep(study, **find)
+
+
+def fill_lr_bounds(base: dict, where) -> dict:
+    """Study.prepare of cyclic_lr and batch_size: lr_min/lr_max left at 0 come from the latest LR range test
+    in the store (its parent run's tags, stored by `lr_range_after`)."""
+    if base.get("lr_min") and base.get("lr_max"):
+        return base
+    parent = earlier_sweep(where, "lr_range", with_tag="lr_max")
+    if parent is None:
+        raise ConfigError(f"no LR range test with picked bounds in {getattr(where, 'tracking_uri', where)}: run "
+                          f"`python sweeps/lr_range.py` first or give --set lr_min=... --set lr_max=...")
+    tags = parent.data.tags
+    base = {**base, "lr_min": base.get("lr_min") or float(tags["lr_min"]),
+            "lr_max": base.get("lr_max") or float(tags["lr_max"])}
+    if base["lr_min"] >= base["lr_max"]:
+        raise ConfigError(f"lr_min={base['lr_min']:g} must be below lr_max={base['lr_max']:g}")
+    print(f"lr_min={base['lr_min']:.3g}, lr_max={base['lr_max']:.3g} (LR range test run {parent.info.run_id})")
+    return base
+
+
+def prepare(base: dict, where) -> dict:
     # The continuous test reports once per stage: its "epochs" (what the recorder counts) are its stages.
-    return {**base, "epochs": stages(from_dict(LRBatchConfig, base))}
+    return {**base, "epochs": from_dict(ClassifyConfig, base).stages}
+
+
+def lr_range_after(sweep) -> str:
+    """Study.after_sweep: store lr_min/lr_max on the parent run (tags), where cyclic_lr and batch_size read them."""
+    try:
+        lo, hi = analysis.lr_bounds(sweep.runs)
+    except RecordsError as e:
+        return f"lr_min/lr_max not stored: {e}"
+    client = MlflowClient(sweep.tracking_uri)
+    for key, value in (("lr_min", lo), ("lr_max", hi)):
+        client.set_tag(sweep.parent_run_id, key, repr(float(value)))
+    client.set_tag(sweep.parent_run_id, "bounds_rule", "first 10% of the loss drop / within 5% of the minimum")
+    return f"stored on the parent run: lr_min={lo:.3g} lr_max={hi:.3g} (read by sweeps/cyclic_lr.py, sweeps/batch_size.py)"
 
 
 STUDY = Study(
     name="lr_range",
     description=__doc__.split("\n")[0],
-    config_cls=LRBatchConfig,
-    trial_fn=train_lr_batch,
+    config_cls=ClassifyConfig,
+    trial_fn=train_classifier,
     make_data=make_data,
     presets={
         "smoke": Preset("4 LRs, 2 epochs, batch 16 on whatever tiny data set data_dir holds (seconds)",
-                        config={"epochs": 2, "batch_size": 16, "test_subset": 0},
+                        config={**RECIPE, "epochs": 2, "batch_size": 16, "test_subset": 0},
                         space={"lr": [1e-5, 1e-3, 0.1, 10.0]}),
         "quick": Preset("10 LRs 1e-9..1e1, 2 epochs on 1000 training images (minutes)",
-                        config={"epochs": 2, "train_subset": 1000, "test_subset": 500}, space={"lr": LRS}),
+                        config={**RECIPE, "epochs": 2, "train_subset": 1000, "test_subset": 500}, space={"lr": LRS}),
         "paper": Preset("10 LRs 1e-9..1e1, 5 epochs on the full training set (a GPU)",
-                        config={"epochs": 5}, space={"lr": LRS}),
+                        config={**RECIPE, "epochs": 5}, space={"lr": LRS}),
         "continuous-smoke": Preset("continuous: 8 stages of 2 steps, batch 16 (seconds)",
                                    config={**CONTINUOUS, "lr_min": 1e-5, "lr_stages": 8, "interval": 2,
                                            "batch_size": 16}),
@@ -55,10 +100,10 @@ STUDY = Study(
     },
     metric="train/loss",
     mode="min",
-    figures=figures.lr_range_figures,
-    summary=figures.lr_range_summary,
+    figures=analysis.figures,
+    summary=analysis.summary,
     derived_params=derived_params,
-    after_sweep=figures.lr_range_after,
+    after_sweep=lr_range_after,
     prepare=prepare,
 )
 

@@ -1,5 +1,5 @@
-"""Unit tests of the LR/batch-size policies: schedules against Smith's formulas, the batch-size schedules,
-gradient accumulation, the bound-picking rule on synthetic curves, bad configs."""
+"""Unit tests of the LR/batch-size policies of the image trial: schedules against Smith's formulas, the
+batch-size schedules, gradient accumulation, the bound-picking rule on synthetic curves, bad configs."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.lr_batch import pick_bounds
+from analysis.curves import pick_bounds
 from analysis.records import RecordsError
+from trainables.classify import accumulate_gradients
 from trainables.config import ConfigError
-from trainables.lr_batch import (LRBatchConfig, accumulate_gradients, batch_range, cyclic_batch_size, lr_schedule,
-                                 range_factor)
+from trainables.image_classification import ClassifyConfig
 from trainables.models import build_model
+from trainables.schedules import batch_range, cyclic_batch_size, lr_schedule, range_factor
 
 
 def smith(it: int, base: float, top: float, stepsize: int, mode: str, gamma: float = 1.0) -> float:
@@ -31,7 +32,7 @@ def smith(it: int, base: float, top: float, stepsize: int, mode: str, gamma: flo
 
 @pytest.mark.parametrize("mode", ["triangular", "triangular2", "exp_range"])
 def test_cyclic_schedules_follow_smiths_formula(mode):
-    cfg = LRBatchConfig(lr_policy=mode, lr_min=1e-3, lr_max=0.1, stepsize=7, stepsize_unit="iterations", gamma=0.97)
+    cfg = ClassifyConfig(lr_policy=mode, lr_min=1e-3, lr_max=0.1, stepsize=7, stepsize_unit="iterations", gamma=0.97)
     lrs = lr_schedule(cfg, 60, steps_per_epoch=5)
     expected = [smith(i, 1e-3, 0.1, 7, mode, 0.97) for i in range(60)]
     np.testing.assert_allclose(lrs, expected, rtol=1e-9, atol=1e-12)
@@ -46,13 +47,13 @@ def test_cyclic_schedules_follow_smiths_formula(mode):
 
 
 def test_stepsize_in_epochs_is_converted_to_iterations():
-    by_epochs = LRBatchConfig(lr_policy="triangular", lr_min=0.01, lr_max=0.1, stepsize=2, stepsize_unit="epochs")
-    by_iters = LRBatchConfig(lr_policy="triangular", lr_min=0.01, lr_max=0.1, stepsize=20, stepsize_unit="iterations")
+    by_epochs = ClassifyConfig(lr_policy="triangular", lr_min=0.01, lr_max=0.1, stepsize=2, stepsize_unit="epochs")
+    by_iters = ClassifyConfig(lr_policy="triangular", lr_min=0.01, lr_max=0.1, stepsize=20, stepsize_unit="iterations")
     assert lr_schedule(by_epochs, 80, steps_per_epoch=10) == lr_schedule(by_iters, 80, steps_per_epoch=999)
 
 
 def test_continuous_range_goes_from_lr_min_to_lr_max_exponentially():
-    cfg = LRBatchConfig(lr_policy="range", lr_min=1e-6, lr_max=1.0, lr_stages=10, interval=5)
+    cfg = ClassifyConfig(lr_policy="range", lr_min=1e-6, lr_max=1.0, lr_stages=10, interval=5)
     lrs = lr_schedule(cfg, 50, steps_per_epoch=1)
     assert lrs[0] == pytest.approx(1e-6) and lrs[-1] == pytest.approx(1.0)
     ratios = np.array(lrs[1:]) / np.array(lrs[:-1])
@@ -85,17 +86,17 @@ def test_accumulated_gradient_equals_full_batch_gradient(model_name):
     grads = []
     for chunks in (1, 2, 4):  # 2 gives unequal micro-batches (5 and 4 samples), 4 gives 3 x 3
         model.zero_grad()
-        loss = accumulate_gradients(model, x, y, chunks)
+        loss_sum, _, seen = accumulate_gradients(model, x, y, chunks)
         grads.append([p.grad.clone() for p in model.parameters()])
-        assert loss.item() == pytest.approx(torch.nn.functional.cross_entropy(model(x), y).item())
+        assert (loss_sum / seen).item() == pytest.approx(torch.nn.functional.cross_entropy(model(x), y).item())
     for other in grads[1:]:
         for a, b in zip(grads[0], other):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_chunks_follow_max_micro_batch():
-    cfg = LRBatchConfig(max_micro_batch=256)
-    assert [cfg.chunks(b) for b in (32, 256, 257, 1024, 16384)] == [1, 1, 2, 4, 64]
+    cfg = ClassifyConfig(max_micro_batch=256)
+    assert [cfg.micro_batches(b) for b in (32, 256, 257, 1024, 16384)] == [1, 1, 2, 4, 64]
 
 
 def test_pick_bounds_on_a_synthetic_lr_curve():
@@ -124,10 +125,10 @@ def test_pick_bounds_refuses_a_curve_that_never_falls():
     ({"batch_policy": "cyclic", "batch_min": 48, "batch_max": 512}, "batch_min=48 must be a power of two"),
     ({"batch_policy": "range", "batch_min": 32, "batch_max": 1000}, "batch_max=1000 must be a power of two"),
     ({"batch_policy": "range", "batch_min": 64, "batch_max": 32}, "batch_min=64 must be below"),
-    ({"lr_policy": "cosine"}, "lr_policy='cosine' is not one of"),
+    ({"lr_policy": "sawtooth"}, "lr_policy='sawtooth' is not one of"),  # (cosine is a policy of the shared trial)
     ({"stepsize_unit": "steps"}, "stepsize_unit='steps'"),
 ])
 def test_bad_configs_are_refused(values, message):
     with pytest.raises(ConfigError, match=message):
-        LRBatchConfig(**values)
-    LRBatchConfig(batch_policy="fixed", batch_min=48)  # a non-power of two only matters to the policies using it
+        ClassifyConfig(**values)
+    ClassifyConfig(batch_policy="fixed", batch_min=48)  # a non-power of two only matters to the policies using it

@@ -1,8 +1,10 @@
-"""Image-classification core in plain PyTorch (no Ray): one training epoch and evaluation over
-in-memory uint8 tensors already on the device (see trainables.vision_data.to_device).
+"""Image-classification core in plain PyTorch (no Ray): training steps, one training epoch and
+evaluation over in-memory uint8 tensors already on the device (see trainables.vision_data.to_device).
 
-Batches are index slices of a per-epoch `randperm`; loss and accuracy accumulate on the device
-and reach the host once per epoch (one sync), so the loop never waits on `.item()`.
+An epoch's batches are index slices of a per-epoch `randperm` (`train_one_epoch`); any other sequence
+of index batches (the range tests' stream, trainables.schedules.IndexStream) goes through `train_steps`.
+Loss and accuracy accumulate on the device and reach the host once per call (one sync), so the loop
+never waits on `.item()`.
 
     aug = functools.partial(batch_augment, m=1, mean=d.mean, std=d.std, padding=4, cutout=16)
     stats = train_one_epoch(model, opt, d.train, 128, gen, augment=aug)   # {"loss", "accuracy", ...}
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -26,12 +28,89 @@ Augment = Callable[..., tuple[torch.Tensor, torch.Tensor]]  # (uint8 x, y, gener
 
 
 def _default_transform(x: torch.Tensor) -> torch.Tensor:
-    return x.float() / 255.0
+    """uint8 pixels -> floats in [0, 1]; float inputs pass unchanged."""
+    return x.float() / 255.0 if x.dtype == torch.uint8 else x
 
 
 def _autocast(device: torch.device, amp: bool):
     # bfloat16 needs no loss scaling (unlike float16) and runs on CPUs and Ampere+ GPUs.
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+
+
+def accumulate_gradients(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    chunks: int = 1,
+    augment: Augment | None = None,
+    generator: torch.Generator | None = None,
+    amp: bool = False,
+    channels_last: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Backward of the mean cross-entropy of one step's batch in `chunks` micro-batches (gradient
+    accumulation), each micro-batch's loss weighted by its share of the batch, so the summed gradient is
+    the full batch's (exactly so without batch norm; with it each micro-batch normalizes itself).
+    `augment(x, y, generator=)` runs per micro-batch (batch augmentation may return more samples than it
+    got). Returns the summed per-sample loss and the correct count (device tensors, detached) and the
+    number of samples the model saw."""
+    device = images.device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    for xs, ys in zip(images.chunk(chunks), labels.chunk(chunks)):
+        x, y = augment(xs, ys, generator=generator) if augment else (_default_transform(xs), ys)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(device, amp):
+            logits = model(x)
+            loss = F.cross_entropy(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits, y)
+        (loss * (len(ys) / len(labels))).backward()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+    return loss_sum, correct, seen
+
+
+def train_steps(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: TensorSplit,
+    batches: Iterable[torch.Tensor],
+    generator: torch.Generator,
+    augment: Augment | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    amp: bool = False,
+    channels_last: bool = False,
+    chunks: int = 1,
+) -> dict[str, float]:
+    """One optimizer step per index batch of `batches` (indices into `data`), each accumulated over
+    `chunks` micro-batches (`accumulate_gradients`); `scheduler` (if any) steps after every optimizer
+    step. A batch of fewer than 2 samples ends the steps (it breaks batch norm).
+    Returns mean loss and accuracy over the samples the model saw (batch-augmented copies
+    included), sample and step counts, and wall seconds. A non-finite loss is returned as nan."""
+    model.train()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    device = data.images.device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen, steps, start = 0, 0, time.perf_counter()
+    for idx in batches:
+        if len(idx) < 2:
+            break
+        optimizer.zero_grad(set_to_none=True)
+        step_loss, step_correct, step_seen = accumulate_gradients(model, data.images[idx], data.labels[idx], chunks,
+                                                                  augment, generator, amp, channels_last)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        loss_sum += step_loss
+        correct += step_correct
+        seen += step_seen
+        steps += 1
+    loss, acc = (loss_sum / max(seen, 1)).item(), correct.item() / max(seen, 1)  # the one sync
+    return {"loss": loss if math.isfinite(loss) else math.nan, "accuracy": acc, "samples": seen,
+            "steps": steps, "seconds": time.perf_counter() - start}
 
 
 def train_one_epoch(
@@ -47,53 +126,22 @@ def train_one_epoch(
     chunks: int = 1,
     shard: tuple[int, int] = (0, 1),
 ) -> dict[str, float]:
-    """One pass over `data` in random order. `batch_size` is the batch per optimizer step; with
-    `chunks` > 1 each step accumulates gradients over that many micro-batches (an effective batch
-    larger than memory allows). `scheduler` (if any) steps after every optimizer step.
+    """One pass over `data` in random order (`train_steps` over the slices of a `randperm`).
+    `batch_size` is the batch per optimizer step; with `chunks` > 1 each step accumulates gradients
+    over that many micro-batches (an effective batch larger than memory allows).
     `shard=(rank, world)` (data-parallel training) keeps this worker's share of the permutation:
     every rank draws the same permutation from an identically seeded `generator`, so the shards are
     distinct, cover the epoch (less a remainder of < world samples) and are equally long, so
-    every rank takes the same number of steps (DDP needs that).
-    Returns mean loss and accuracy over the samples the model saw (batch-augmented copies
-    included), sample and step counts, and wall seconds. A non-finite loss is returned as nan."""
-    model.train()
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    device = data.images.device
+    every rank takes the same number of steps (DDP needs that)."""
     n = len(data.labels)
-    perm = torch.randperm(n, device=device, generator=generator)
+    perm = torch.randperm(n, device=data.images.device, generator=generator)
     rank, world = shard
     if world > 1:
         perm = perm[: n - n % world][rank::world]
         n = len(perm)
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    seen, steps, start = 0, 0, time.perf_counter()
-    for i in range(0, n, batch_size):
-        idx = perm[i : i + batch_size]
-        if len(idx) < 2:  # a last batch of one sample breaks batch norm; skip it
-            break
-        optimizer.zero_grad(set_to_none=True)
-        for part in idx.chunk(chunks):
-            x, y = data.images[part], data.labels[part]
-            x, y = augment(x, y, generator=generator) if augment else (_default_transform(x), y)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, amp):
-                logits = model(x)
-                loss = F.cross_entropy(logits.float(), y)
-            # Weight each micro-batch by its share of the step's batch, so chunks=k equals chunks=1.
-            (loss * (len(part) / len(idx))).backward()
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.argmax(1) == y).sum()
-            seen += len(y)
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        steps += 1
-    loss, acc = (loss_sum / max(seen, 1)).item(), correct.item() / max(seen, 1)  # the one sync per epoch
-    return {"loss": loss if math.isfinite(loss) else math.nan, "accuracy": acc, "samples": seen,
-            "steps": steps, "seconds": time.perf_counter() - start}
+    batches = (perm[i : i + batch_size] for i in range(0, n, batch_size))
+    return train_steps(model, optimizer, data, batches, generator, augment=augment, scheduler=scheduler, amp=amp,
+                       channels_last=channels_last, chunks=chunks)
 
 
 @torch.no_grad()

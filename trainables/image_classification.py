@@ -1,22 +1,48 @@
-"""The image-classification trial shared by the image studies (runnable with or without Ray).
+"""The image-classification trial of every image study: one config, one loop (runnable with or without Ray).
 
     >>> from trainables.image_classification import ClassifyConfig, make_data, train_classifier
     >>> from trainables.session import LocalSession
-    >>> cfg = ClassifyConfig(dataset="fashion_mnist", model="lenet5", epochs=2, train_subset=2000)
-    >>> s = LocalSession(epochs=2); train_classifier(config_dict, make_data(cfg), s)
+    >>> config = {"dataset": "fashion_mnist", "model": "lenet5", "epochs": 2, "train_subset": 2000}
+    >>> session = LocalSession(epochs=2); train_classifier(config, make_data(ClassifyConfig(**config)), session)
 
-The data set (uint8, in memory) is built once on the driver by `make_data` and
-moved to the trial's device once; batches are index slices of a per-epoch
-permutation and augmentation runs batched on the device (`trainables.augment`).
-On a GPU, AMP (bfloat16) and channels_last are on unless turned off.
+`ClassifyConfig` (every field a `--set` key, defaults and units in its comments) serves the
+batch-augmentation and scaling studies (which subclass it) and the four learning-rate/batch-size
+studies (which use it as is):
 
-Per epoch the trial reports `train/loss`, `train/accuracy`, `test/loss`,
-`test/accuracy` (and `val/*` when a validation split is asked for),
-`time/epoch_s`, `time/train_s` (cumulative, training only), `lr`,
-`perf/images_per_s`, `train/samples_seen` and `train/passes` (cumulative, batch-augmented copies
-included; passes = epoch x batch_m), `perf/tflops` (achieved, forward+backward = 3x forward)
-and, where the device's peak is known, `perf/ppp` (fraction of peak, PALEO); `time/iter_s` (mean
-step time of a worker) and `perf/steady_images_per_s` (over epochs 2.., i.e. after the warm-up epoch).
+- model: any registered model; the small ones (mlp, lenet5) also take hidden widths (mlp), activation,
+  weight initialization, batch norm on the input / hidden layers and dropout on the input / hidden layers;
+  such options given to another model are a ConfigError;
+- optimizer (trainables.optimizers): sgd, nesterov, adagrad, rmsprop, rmsprop_nesterov, adadelta, adam,
+  adamw, with their hyperparameters; `weight_decay` is L2 through the optimizer;
+- learning rate (`lr_policy`, stepped every optimizer step; trainables.schedules): constant, multistep,
+  cosine (optionally after a linear warm-up), Smith's cyclical triangular / triangular2 / exp_range
+  between lr_min and lr_max, and `range`, the continuous LR range test (LR raised every step);
+- batch size (`batch_policy`): fixed; `cyclic` (one size per epoch, cycling between batch_min and
+  batch_max with a rising trend); `range`, the batch-size range test (batch_min doubling to batch_max every
+  `interval` steps). A step of more than `max_micro_batch` samples (or with `chunks` > 1) accumulates
+  gradients over micro-batches weighted by their share, so the update equals the full batch's (exactly so
+  without batch norm; with it each micro-batch normalizes itself, as ghost batch norm does).
+
+The data set (uint8, in memory) is built once on the driver by `make_data` and moved to the trial's
+device once; batches are index slices of a per-epoch permutation and augmentation runs batched on the
+device (`trainables.augment`). On a GPU, AMP (bfloat16) and channels_last are on unless turned off.
+
+The trial reports once per epoch. The two range tests instead report once per stage of `interval` steps
+drawn from an endless stream of samples (their `epochs` is their number of stages, `ClassifyConfig.stages`)
+and keep no checkpoints (a short single run, restarted from scratch if its process dies).
+Metrics: `train/loss`, `train/accuracy`, `train/lr` (the LR of the epoch's first step; for the continuous
+range test, of the stage's last step), `train/batch_size`, `train/iterations` (optimizer steps so far),
+`test/loss`, `test/accuracy` (and `val/*` with a validation split; the continuous LR range test evaluates
+nothing), `time/epoch_s`, `time/train_s` (cumulative, training only), `perf/images_per_s`,
+`train/samples_seen` and `train/passes` (cumulative, batch-augmented copies included; passes = epoch x
+batch_m), `perf/tflops` (achieved, forward+backward = 3x forward) and, where the device's peak is known,
+`perf/ppp` (fraction of peak, PALEO); `time/iter_s` (mean step time of a worker) and
+`perf/steady_images_per_s` (over epochs 2.., i.e. after the warm-up epoch).
+
+Divergence: an epoch whose mean training loss is NaN/inf or above 4 x ln(classes) (far worse than
+guessing) reports `train/loss` = inf (the number itself as `train/loss_raw`), so the session records the
+trial as diverged and stops it. The continuous LR range test stops once a stage's loss exceeds 4x its
+best stage's (`range/blew_up` = 1).
 
 Data-parallel (in a `trainables.ddp.DDPSession`, whose `distributed` is set): the same loop, with
 the model wrapped in DistributedDataParallel, each rank training on its shard of every epoch and
@@ -25,26 +51,35 @@ the epoch's statistics summed over ranks (loss, accuracy and images/s are the wh
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from trainables.augment import batch_augment, eval_transform
-from trainables.classify import evaluate, train_one_epoch
+from trainables.classify import evaluate, train_one_epoch, train_steps
 from trainables.config import ConfigError, from_dict
 from trainables.model_stats import model_summary
-from trainables.models import MODELS, build_model
+from trainables.models import ACTIVATIONS, MODELS, WEIGHT_INITS, build_model
+from trainables.optimizers import OPTIMIZERS, build_optimizer
 from trainables.paleo import achieved_flops, peak_flops
+from trainables.schedules import (BATCH_POLICIES, CYCLIC, LR_POLICIES, IndexStream, base_lr, batch_range,
+                                  build_schedule, cyclic_batch_size, initial_lr, is_power_of_two, range_factor)
 from trainables.session import load_training_state, training_state
 from trainables.vision_data import DATASETS, VisionData, load_vision_data, to_device
 
 IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32)}
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta")
-LR_SCHEDULES = ("constant", "multistep", "cosine")
+SMALL_MODELS = ("mlp", "lenet5")
+# Config keys that only some models take -> those models (a changed value for another model is a ConfigError).
+MODEL_OPTIONS = {"widths": ("mlp",), **{key: SMALL_MODELS for key in (
+    "activation", "leaky_slope", "weight_init", "init_sigma", "input_batch_norm", "batch_norm", "dropout_input",
+    "dropout_hidden")}}
+# An epoch whose mean training loss exceeds this many times that of guessing (ln classes) has diverged; the
+# continuous LR range test stops once a stage's loss exceeds this many times its best stage's (fastai's rule).
+DIVERGE_FACTOR = 4.0
 
 
 def check_dataset_and_model(dataset: str, model: str) -> None:
@@ -57,27 +92,60 @@ def check_dataset_and_model(dataset: str, model: str) -> None:
 
 @dataclass(frozen=True)
 class ClassifyConfig:
+    # --- data
     dataset: str = "fashion_mnist"  # mnist | fashion_mnist | cifar10 | cifar100
-    model: str = "lenet5"  # any name in trainables.models.MODELS
-    epochs: int = 10
-    batch_size: int = 64  # samples per optimizer step (before batch augmentation)
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9  # SGD / RMSProp momentum
-    nesterov: bool = False
-    weight_decay: float = 0.0  # L2 penalty through the optimizer
-    lr_schedule: str = "constant"  # constant | multistep (x lr_gamma at each milestone) | cosine (to 0)
-    lr_milestones: tuple[int, ...] = ()  # epochs, for multistep
-    lr_gamma: float = 0.1
-    warmup_epochs: int = 0  # linear warm-up from lr/10 (Goyal et al.)
-    crop_flip: bool = False  # 4-pixel pad + random crop + horizontal flip
-    cutout: int = 0  # side of the cutout square in pixels (0 = off)
-    batch_m: int = 1  # batch augmentation: M augmented copies of each sample per step
-    chunks: int = 1  # micro-batches per step (gradient accumulation) when a batch does not fit
     val_size: int = 0  # samples held out of the training set for validation
     train_subset: int = 0  # train on a seeded random subset of this many samples (0 = all)
     test_subset: int = 0
     data_dir: str = ""  # default: $DLSWEEPS_DATA_DIR or ~/.cache/dlsweeps/data
+    crop_flip: bool = False  # 4-pixel pad + random crop + horizontal flip
+    cutout: int = 0  # side of the cutout square in pixels (0 = off)
+    batch_m: int = 1  # batch augmentation: M augmented copies of each sample per step
+    # --- model
+    model: str = "lenet5"  # any name in trainables.models.MODELS
+    widths: tuple[int, ...] = (1000, 1000)  # mlp only: hidden layer widths (units), e.g. --set widths=512-256
+    activation: str = "relu"  # mlp, lenet5: relu | leaky_relu | tanh | sigmoid | elu | gelu
+    leaky_slope: float = 0.01  # leaky_relu's slope for negative inputs
+    weight_init: str = "default"  # mlp, lenet5: default (PyTorch's) | normal (N(0, init_sigma^2)) |
+    #   glorot = xavier (N(0, 2/(n_in+n_out))) | he = kaiming (N(0, 2/n_in)); biases 0 for the explicit schemes
+    init_sigma: float = 0.01  # weight_init=normal: standard deviation of the weights
+    input_batch_norm: bool = False  # mlp, lenet5: batch norm on the input
+    batch_norm: bool = False  # mlp, lenet5: batch norm after every hidden layer (before its activation)
+    dropout_input: float = 0.0  # mlp, lenet5: dropout probability on the input (e.g. 0.2)
+    dropout_hidden: float = 0.0  # mlp: after every hidden layer; lenet5: after its hidden FC layers (e.g. 0.5)
+    # --- optimizer (trainables.optimizers)
+    optimizer: str = "sgd"  # sgd | nesterov | adagrad | rmsprop | rmsprop_nesterov | adadelta | adam | adamw
+    lr: float = 0.01  # learning rate (per step); 0 = the range test's bound named by fixed_lr
+    momentum: float = 0.9  # sgd, nesterov, rmsprop (0 = none), rmsprop_nesterov
+    weight_decay: float = 0.0  # L2 penalty through the optimizer (adamw: decoupled decay)
+    rmsprop_alpha: float = 0.99  # rmsprop, rmsprop_nesterov: decay rate of the squared-gradient average (rho)
+    adadelta_rho: float = 0.9  # adadelta: decay rate of its running averages
+    adam_beta1: float = 0.9  # adam, adamw: decay rate of the gradient average
+    adam_beta2: float = 0.999  # adam, adamw: decay rate of the squared-gradient average
+    eps: float = 0.0  # numerical-stability delta; 0 = the optimizer's usual (adagrad 1e-10, adadelta 1e-6, else 1e-8)
+    # --- learning-rate policy (trainables.schedules), stepped every optimizer step
+    lr_policy: str = "constant"  # constant | multistep | cosine | triangular | triangular2 | exp_range | range
+    lr_milestones: tuple[int, ...] = ()  # multistep: epochs at which the LR is multiplied by lr_gamma
+    lr_gamma: float = 0.1  # multistep: factor at each milestone
+    warmup_epochs: int = 0  # constant/multistep/cosine: linear warm-up from lr/10 (Goyal et al.)
+    fixed_lr: str = "max"  # which range-test bound a non-cyclical policy uses when lr=0: max | min
+    lr_min: float = 0.0  # cyclical lower bound / range-test start (the LR studies read it from an LR range test)
+    lr_max: float = 0.0  # cyclical upper bound / range-test end
+    stepsize: float = 2.0  # cyclical: half cycle, in stepsize_unit (Smith: 2-10 epochs)
+    stepsize_unit: str = "epochs"  # epochs | iterations
+    gamma: float = 0.99994  # exp_range: amplitude x gamma**iteration (Smith's CIFAR-10 value)
+    lr_stages: int = 20  # continuous LR range test (lr_policy=range): reports, each `interval` steps
+    interval: int = 50  # range tests: steps per stage (per LR report / per batch size)
+    # --- batch size
+    epochs: int = 10  # training epochs (the range tests: set to their number of stages)
+    batch_size: int = 64  # samples per optimizer step (before batch augmentation), batch_policy fixed
+    batch_policy: str = "fixed"  # fixed | range (batch-size range test) | cyclic (per epoch)
+    batch_min: int = 32  # range test start / cyclic lower bound (power of two); cyclic: 0 = from a range test
+    batch_max: int = 16384  # range test end / cyclic upper bound (power of two); cyclic: 0 = from a range test
+    batch_stepsize: int = 2  # cyclic batch size: half cycle in epochs
+    max_micro_batch: int = 0  # samples (before batch augmentation) one forward/backward may hold; 0 = no limit
+    chunks: int = 1  # micro-batches per step at least (gradient accumulation) when a batch does not fit
+    # --- run
     target_accuracy: float = 0.0  # stop the trial once the eval accuracy reaches this (0 = never)
     amp: str = "auto"  # auto (on with CUDA) | on | off
     channels_last: str = "auto"  # auto (on with CUDA) | on | off
@@ -86,18 +154,54 @@ class ClassifyConfig:
 
     def __post_init__(self) -> None:
         check_dataset_and_model(self.dataset, self.model)
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer={self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ConfigError(f"lr_schedule={self.lr_schedule!r} is not one of {', '.join(LR_SCHEDULES)}")
-        for key in ("epochs", "batch_size", "batch_m", "chunks"):
+        for key, allowed in (("optimizer", OPTIMIZERS), ("lr_policy", LR_POLICIES), ("batch_policy", BATCH_POLICIES),
+                             ("stepsize_unit", ("epochs", "iterations")), ("fixed_lr", ("max", "min")),
+                             ("activation", ACTIVATIONS), ("weight_init", WEIGHT_INITS),
+                             ("amp", ("auto", "on", "off")), ("channels_last", ("auto", "on", "off"))):
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"{key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
+        for key in ("epochs", "batch_size", "batch_m", "chunks", "lr_stages", "interval", "batch_stepsize"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key}={getattr(self, key)} must be a positive integer")
-        if self.lr <= 0:
-            raise ConfigError(f"lr={self.lr} must be positive")
-        for key in ("amp", "channels_last"):
-            if getattr(self, key) not in ("auto", "on", "off"):
-                raise ConfigError(f"{key}={getattr(self, key)!r} must be auto, on or off")
+        for key in ("lr", "lr_min", "lr_max", "weight_decay", "eps", "batch_min", "batch_max", "max_micro_batch",
+                    "warmup_epochs", "leaky_slope"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key}={getattr(self, key)} must not be negative")
+        for key in ("momentum", "rmsprop_alpha", "adadelta_rho", "adam_beta1", "adam_beta2", "dropout_input",
+                    "dropout_hidden"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ConfigError(f"{key}={getattr(self, key)} must be in [0, 1)")
+        if self.optimizer in ("nesterov", "rmsprop_nesterov") and self.momentum == 0:
+            raise ConfigError(f"optimizer={self.optimizer} needs momentum > 0")
+        if self.init_sigma <= 0 or any(w <= 0 for w in self.widths):
+            raise ConfigError(f"init_sigma={self.init_sigma} and the widths {self.widths} must be positive")
+        if self.stepsize <= 0 or not 0 < self.gamma <= 1:
+            raise ConfigError(f"stepsize={self.stepsize} must be > 0 and gamma={self.gamma} in (0, 1]")
+        if self.lr_min and self.lr_max and self.lr_min >= self.lr_max:
+            raise ConfigError(f"lr_min={self.lr_min:g} must be below lr_max={self.lr_max:g}")
+        if self.warmup_epochs and self.lr_policy in (*CYCLIC, "range"):
+            raise ConfigError(f"warmup_epochs applies to lr_policy constant, multistep or cosine, not {self.lr_policy}")
+        if self.batch_policy in ("range", "cyclic"):
+            for key in ("batch_min", "batch_max"):
+                value = getattr(self, key)
+                if value and not is_power_of_two(value):
+                    raise ConfigError(f"{key}={value} must be a power of two for batch_policy={self.batch_policy}")
+            if self.batch_min and self.batch_max and self.batch_min >= self.batch_max:
+                raise ConfigError(f"batch_min={self.batch_min} must be below batch_max={self.batch_max}")
+            if self.batch_policy == "range" and not (self.batch_min and self.batch_max):
+                raise ConfigError("batch_policy=range needs batch_min and batch_max")
+        if self.lr_policy == "range" and self.batch_policy == "range":
+            raise ConfigError("lr_policy=range and batch_policy=range are two different range tests; pick one")
+        self._check_model_options()
+
+    def _check_model_options(self) -> None:
+        defaults = {f.name: f.default for f in dataclasses.fields(ClassifyConfig)}
+        given = [key for key, models in MODEL_OPTIONS.items()
+                 if self.model not in models and getattr(self, key) != defaults[key]]
+        if given:
+            takers = sorted({m for key in given for m in MODEL_OPTIONS[key]})
+            raise ConfigError(f"{', '.join(given)}: option{'s' if len(given) > 1 else ''} of model "
+                              f"{' and '.join(takers)} only, not of model={self.model!r}")
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -107,61 +211,84 @@ class ClassifyConfig:
     def num_classes(self) -> int:
         return DATASETS[self.dataset].num_classes
 
+    @property
+    def range_test(self) -> bool:
+        """One of the two range tests: reports per stage of `interval` steps, not per epoch."""
+        return self.lr_policy == "range" or self.batch_policy == "range"
+
+    @property
+    def stages(self) -> int:
+        """Reports the trial makes: its epochs, or the stages of a range test."""
+        if self.lr_policy == "range":
+            return self.lr_stages
+        if self.batch_policy == "range":
+            return len(batch_range(self.batch_min, self.batch_max))
+        return self.epochs
+
+    def batch_at(self, stage: int) -> int:
+        """The batch size of stage (epoch, or range-test stage) `stage`, counted from 1."""
+        if self.batch_policy == "range":
+            return batch_range(self.batch_min, self.batch_max)[stage - 1]
+        if self.batch_policy == "cyclic":
+            return cyclic_batch_size(stage - 1, self.epochs, self.batch_min, self.batch_max, self.batch_stepsize)
+        return self.batch_size
+
+    def micro_batches(self, batch: int) -> int:
+        """Micro-batches of a step of `batch` samples: at least `chunks`, and none above max_micro_batch."""
+        if not self.max_micro_batch:
+            return self.chunks
+        return max(self.chunks, math.ceil(batch / self.max_micro_batch))
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """The model options `build_model` takes for this config's model and data set."""
+        if self.model not in SMALL_MODELS:
+            return {}
+        kw = {key: getattr(self, key) for key, models in MODEL_OPTIONS.items() if self.model in models}
+        return {"image_size": self.image_shape[1], **kw}
+
+
+def check_runnable(cfg: ClassifyConfig, distributed: Any = None) -> None:
+    """What a trial needs beyond a valid config: values that study hooks fill in (the LR and batch bounds
+    from earlier range tests) and a single process for the range tests."""
+    if cfg.lr_policy in (*CYCLIC, "range") and not (cfg.lr_min and cfg.lr_max):
+        raise ConfigError(f"lr_policy={cfg.lr_policy} needs lr_min and lr_max")
+    if not initial_lr(cfg):
+        raise ConfigError(f"lr_policy={cfg.lr_policy} needs lr (or lr_{cfg.fixed_lr} with lr=0)")
+    if cfg.batch_policy == "cyclic" and not (cfg.batch_min and cfg.batch_max):
+        raise ConfigError("batch_policy=cyclic needs batch_min and batch_max")
+    if distributed is not None and cfg.range_test:
+        raise ConfigError("the range tests (lr_policy=range, batch_policy=range) run in one process, not under DDP")
+
 
 def make_data(cfg: ClassifyConfig) -> VisionData:
-    """Read the data set once on the driver (numpy, cheap to share through the object store).
-    Any config with ClassifyConfig's data fields will do (the LR/batch studies' LRBatchConfig too)."""
+    """Read the data set once on the driver (numpy, cheap to share through the object store)."""
     return load_vision_data(cfg.dataset, cfg.data_dir or None, val_size=cfg.val_size, split_seed=cfg.data_seed,
                             train_subset=cfg.train_subset or None, test_subset=cfg.test_subset or None,
                             subset_seed=cfg.data_seed)
 
 
 def build_classifier(cfg: ClassifyConfig) -> torch.nn.Module:
-    channels, height, _ = cfg.image_shape
-    kw: dict[str, Any] = {"image_size": height} if cfg.model in ("mlp", "lenet5") else {}
-    return build_model(cfg.model, num_classes=cfg.num_classes, in_channels=channels, **kw)
+    return build_model(cfg.model, num_classes=cfg.num_classes, in_channels=cfg.image_shape[0], **cfg.model_kwargs())
 
 
 @functools.lru_cache(maxsize=64)
-def _summary(model: str, dataset: str) -> dict[str, int]:
-    cfg = ClassifyConfig(model=model, dataset=dataset)
-    channels, height, _ = cfg.image_shape
-    kw = {"image_size": height} if model in ("mlp", "lenet5") else {}
-    return model_summary(model, cfg.image_shape, num_classes=cfg.num_classes, in_channels=channels, **kw)
+def _summary(model: str, dataset: str, model_kw: tuple[tuple[str, Any], ...] = ()) -> dict[str, int]:
+    shape = IMAGE_SHAPES[dataset]
+    return model_summary(model, shape, num_classes=DATASETS[dataset].num_classes, in_channels=shape[0],
+                         **dict(model_kw))
 
 
 def derived_params(config: dict[str, Any]) -> dict[str, Any]:
     """Parameter count and forward multiply-accumulates per sample, for MLflow."""
     cfg = from_dict(ClassifyConfig, config)
-    return _summary(cfg.model, cfg.dataset)
+    return _summary(cfg.model, cfg.dataset, tuple(sorted(cfg.model_kwargs().items())))
 
 
-def build_optimizer(cfg: ClassifyConfig, params) -> torch.optim.Optimizer:
-    wd = cfg.weight_decay
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=wd)
-    if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=wd)
-    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "adagrad": torch.optim.Adagrad,
-           "adadelta": torch.optim.Adadelta}[cfg.optimizer]
-    return cls(params, lr=cfg.lr, weight_decay=wd)
-
-
-def build_schedule(cfg: ClassifyConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
-    """A per-step learning-rate schedule (epoch-based recipes converted to steps)."""
-    total = cfg.epochs * steps_per_epoch
-    if cfg.lr_schedule == "multistep":
-        main = torch.optim.lr_scheduler.MultiStepLR(optimizer, [m * steps_per_epoch for m in cfg.lr_milestones],
-                                                    gamma=cfg.lr_gamma)
-    elif cfg.lr_schedule == "cosine":
-        main = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total, 1))
-    else:
-        main = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
-    if cfg.warmup_epochs <= 0:
-        return main
-    warm = cfg.warmup_epochs * steps_per_epoch
-    warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.1, total_iters=warm)
-    return torch.optim.lr_scheduler.SequentialLR(optimizer, [warmup, main], milestones=[warm])
+def make_optimizer(cfg: ClassifyConfig, params) -> torch.optim.Optimizer:
+    """The config's optimizer, at the learning rate of the first step."""
+    return build_optimizer(cfg.optimizer, params, lr=initial_lr(cfg), momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay, alpha=cfg.rmsprop_alpha, rho=cfg.adadelta_rho,
+                           betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.eps)
 
 
 def device_peak(device: torch.device, amp: bool) -> float | None:
@@ -181,64 +308,100 @@ def device_peak(device: torch.device, amp: bool) -> float | None:
 def train_classifier(config: dict[str, Any], data: VisionData, session) -> None:
     cfg = from_dict(ClassifyConfig, config)
     dist = getattr(session, "distributed", None)  # set in a DDP worker (trainables.ddp)
+    check_runnable(cfg, dist)
     device = dist.device if dist else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     amp = cfg.amp == "on" or (cfg.amp == "auto" and device.type == "cuda")
     channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and device.type == "cuda")
     torch.manual_seed(cfg.seed)
     on_device = to_device(data, device)
-    eval_split = on_device.val if len(on_device.val.labels) else on_device.test
-    eval_name = "val" if len(on_device.val.labels) else "test"
+    evals = ([("val", on_device.val)] if len(on_device.val.labels) else []) + [("test", on_device.test)]
+    eval_name = evals[0][0]  # what target_accuracy and ASHA look at
 
     model = build_classifier(cfg).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    steps_per_epoch = max(1, len(on_device.train.labels) // (dist.world if dist else 1) // cfg.batch_size)
+    train = on_device.train
+    n = len(train.labels)
+    steps_per_epoch = max(1, n // (dist.world if dist else 1) // cfg.batch_size)
     # `model` stays the plain module (checkpoints, evaluation); a compressing hook starts after epoch 1
     net = dist.wrap(model, warmup_steps=steps_per_epoch) if dist else model
-    optimizer = build_optimizer(cfg, model.parameters())
+    optimizer = make_optimizer(cfg, model.parameters())
     scheduler = build_schedule(cfg, optimizer, steps_per_epoch)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    augment = functools.partial(batch_augment, m=cfg.batch_m, mean=on_device.mean, std=on_device.std,
-                                padding=4 if cfg.crop_flip else 0, flip=cfg.crop_flip, cutout=cfg.cutout)
     transform = functools.partial(eval_transform, mean=on_device.mean, std=on_device.std)
-    macs = _summary(cfg.model, cfg.dataset)["flops_per_sample"]
+    if cfg.crop_flip or cfg.cutout or cfg.batch_m > 1:
+        augment = functools.partial(batch_augment, m=cfg.batch_m, mean=on_device.mean, std=on_device.std,
+                                    padding=4 if cfg.crop_flip else 0, flip=cfg.crop_flip, cutout=cfg.cutout)
+    else:  # no augmentation: normalize only (and draw nothing from the generator)
+        augment = lambda x, y, generator=None: (transform(x), y)  # noqa: E731
+    macs = _summary(cfg.model, cfg.dataset, tuple(sorted(cfg.model_kwargs().items())))["flops_per_sample"]
     peak = device_peak(device, amp)
+    log_chance = math.log(cfg.num_classes)
 
-    start_epoch, train_s = load_training_state(session.restore(), model, optimizer, scheduler, generator)
+    if cfg.range_test:  # a short single run: no checkpoints, samples drawn from an endless stream
+        start, train_s, samples_seen, stream = 0, 0.0, 0, IndexStream(n, generator, device)
+    else:
+        state = session.restore()
+        start, train_s = load_training_state(state, model, optimizer, scheduler, generator)
+        samples_seen = state.get("samples_seen", 0) if state else 0
+    iterations = scheduler.last_epoch  # optimizer steps so far
     steady = [0, 0.0]  # images and seconds of the epochs after the first (warm-up) one
+    best_stage = math.inf  # continuous LR range test: the best stage loss so far
 
-    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+    for stage in range(start + 1, cfg.stages + 1):  # an epoch, or a stage of a range test
+        batch = min(cfg.batch_at(stage), n)
         lr = optimizer.param_groups[0]["lr"]
         if device.type == "cuda":
             torch.cuda.synchronize()
-        stats = train_one_epoch(net, optimizer, on_device.train, cfg.batch_size, generator, augment=augment,
-                                scheduler=scheduler, amp=amp, channels_last=channels_last, chunks=cfg.chunks,
-                                shard=dist.shard if dist else (0, 1))
+        common = dict(augment=augment, scheduler=scheduler, amp=amp, channels_last=channels_last,
+                      chunks=cfg.micro_batches(batch))
+        if cfg.range_test:
+            stats = train_steps(net, optimizer, train, (stream.next(batch) for _ in range(cfg.interval)), generator,
+                                **common)
+        else:
+            stats = train_one_epoch(net, optimizer, train, batch, generator, shard=dist.shard if dist else (0, 1),
+                                    **common)
         if dist:
             stats = dist.reduce_epoch(stats)  # the whole epoch's loss/accuracy/samples; the slowest rank's time
             dist.sync_buffers(model)
-        epoch_s = stats["seconds"]  # train_one_epoch ends with a host sync, so this is the GPU's time too
+        epoch_s = stats["seconds"]  # train_steps ends with a host sync, so this is the GPU's time too
         train_s += epoch_s
-        if epoch > 1 or cfg.epochs == 1:
+        iterations += stats["steps"]
+        samples_seen += stats["samples"]
+        if stage > 1 or cfg.stages == 1:
             steady = [steady[0] + stats["samples"], steady[1] + epoch_s]
-        metrics = {"train/loss": stats["loss"], "train/accuracy": stats["accuracy"], "lr": lr,
+        raw = loss = stats["loss"]
+        if cfg.lr_policy == "range":
+            lr = optimizer.param_groups[0]["lr"] / range_factor(cfg)  # the stage's last step's
+        elif not cfg.range_test and raw > DIVERGE_FACTOR * log_chance:
+            loss = math.inf  # far worse than guessing: it blew up (the session records the trial as diverged)
+        metrics = {"train/loss": loss, "train/accuracy": stats["accuracy"], "train/lr": lr,
+                   "train/batch_size": batch, "train/iterations": iterations,
                    "time/epoch_s": epoch_s, "time/train_s": train_s,
                    "perf/images_per_s": stats["samples"] / epoch_s,
                    "perf/steady_images_per_s": steady[0] / steady[1] if steady[1] else stats["samples"] / epoch_s,
                    "time/iter_s": stats.get("iter_s", epoch_s / max(stats["steps"], 1)),
-                   # cumulative work, for ASHA's time (every epoch sees each sample batch_m times, same count each epoch)
-                   "train/samples_seen": epoch * stats["samples"], "train/passes": epoch * cfg.batch_m}
+                   # cumulative work, for ASHA's time (every epoch sees each sample batch_m times)
+                   "train/samples_seen": samples_seen, "train/passes": stage * cfg.batch_m}
+        if not cfg.range_test:
+            metrics["train/loss_raw"] = raw
         metrics["perf/tflops"] = achieved_flops(macs, metrics["perf/images_per_s"]) / 1e12
         if peak:
             metrics["perf/ppp"] = metrics["perf/tflops"] * 1e12 / peak
-        if math.isfinite(stats["loss"]):
-            for name, split in ((eval_name, eval_split),) + ((("test", on_device.test),) if eval_name == "val" else ()):
+        blew_up = cfg.lr_policy == "range" and math.isfinite(raw) and raw > DIVERGE_FACTOR * best_stage
+        if blew_up:
+            metrics["range/blew_up"] = 1
+        best_stage = min(best_stage, raw) if math.isfinite(raw) else best_stage
+        if math.isfinite(raw) and cfg.lr_policy != "range":
+            for name, split in evals:
                 result = evaluate(model, split.images, split.labels, 1000, transform=transform, amp=amp,
                                   channels_last=channels_last)
                 metrics[f"{name}/loss"], metrics[f"{name}/accuracy"] = result["loss"], result["accuracy"]
-        state_fn = lambda: training_state(model, optimizer, scheduler, generator, epoch, train_s)  # noqa: E731
+        state_fn = None if cfg.range_test else (  # noqa: E731
+            lambda: {**training_state(model, optimizer, scheduler, generator, stage, train_s),
+                     "samples_seen": samples_seen})
         reached = cfg.target_accuracy > 0 and metrics.get(f"{eval_name}/accuracy", 0.0) >= cfg.target_accuracy
         if reached:
             metrics["target_reached"] = 1
-        if not session.report(metrics, epoch, state_fn) or reached:
+        if not session.report(metrics, stage, state_fn) or reached or blew_up:
             return

@@ -4,7 +4,15 @@
     >>> net = build_model("mlp", num_classes=1, in_features=2, widths=(64, 32), batch_norm=True)
 
 Each builder takes `num_classes` and `in_channels` (ignored where meaningless)
-plus its own keyword options; unknown names or options fail loudly.
+plus its own keyword options; unknown names or options fail loudly. Without `in_channels` a
+model gets its natural input: 3 channels for the CIFAR ResNets and the torchvision models,
+1 for mlp, lenet5 and mini_googlenet.
+
+The small models (mlp, lenet5) also take `activation` (ACTIVATIONS; `leaky_slope` for
+leaky_relu), `weight_init` (WEIGHT_INITS: PyTorch's default, or normal with `init_sigma`,
+glorot/xavier or he/kaiming normal, biases zero), batch norm on the input and/or hidden layers
+and dropout on the input and/or hidden layers. They stay plain stacks of standard layers
+(nn.Sequential), so other code can walk them layer by layer.
 
 Registered: mlp, lenet5, mini_googlenet (trainables/googlenet.py), CIFAR ResNets
 resnet20/32/44/56/110 (trainables/cifar_resnet.py), and torchvision's resnet18, resnet50,
@@ -16,6 +24,7 @@ accepts (resize smaller images with `trainables.augment.resize`).
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import torch
@@ -36,18 +45,65 @@ def register(name: str) -> Callable:
     return wrap
 
 
-def build_model(name: str, num_classes: int = 10, in_channels: int = 1, **kw) -> nn.Module:
+def build_model(name: str, num_classes: int = 10, in_channels: int | None = None, **kw) -> nn.Module:
+    """`in_channels=None`: the model's natural input (its builder's default)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; registered models: {', '.join(sorted(MODELS))}")
-    return MODELS[name](num_classes=num_classes, in_channels=in_channels, **kw)
+    if in_channels is not None:
+        kw["in_channels"] = in_channels
+    return MODELS[name](num_classes=num_classes, **kw)
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+# --- options of the small models (mlp, lenet5) ------------------------------------------------
+
+ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "elu", "gelu")
+# glorot = xavier and he = kaiming (the two names of each scheme)
+WEIGHT_INITS = ("default", "normal", "glorot", "xavier", "he", "kaiming")
+
+
+def activation_factory(name: str, leaky_slope: float = 0.01) -> Callable[[], nn.Module]:
+    """A constructor of the activation layer `name` (one of ACTIVATIONS)."""
+    layers = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "elu": nn.ELU, "gelu": nn.GELU,
+              "leaky_relu": lambda: nn.LeakyReLU(leaky_slope)}
+    if name not in layers:
+        raise ValueError(f"unknown activation {name!r}; choose from {', '.join(ACTIVATIONS)}")
+    return layers[name]
+
+
+def init_weights(model: nn.Module, scheme: str = "default", sigma: float = 0.01) -> nn.Module:
+    """Re-draw the weights of every Linear and Conv2d layer of `model` (batch norm keeps gamma=1, beta=0):
+
+    - default: leave PyTorch's own initialization (Kaiming-uniform with a=sqrt(5));
+    - normal: N(0, sigma^2);
+    - glorot / xavier: N(0, 2 / (n_in + n_out)) (Glorot & Bengio 2010, normal variant);
+    - he / kaiming: N(0, 2 / n_in) (He et al. 2015, fan-in, for ReLU);
+    with n_in = in_features (in_channels x kernel area for a convolution), n_out likewise. Biases are set
+    to zero by every explicit scheme."""
+    if scheme not in WEIGHT_INITS:
+        raise ValueError(f"unknown weight_init {scheme!r}; choose from {', '.join(WEIGHT_INITS)}")
+    if scheme == "default":
+        return model
+    for layer in model.modules():
+        if not isinstance(layer, (nn.Linear, nn.Conv2d)):
+            continue
+        w = layer.weight
+        receptive = w[0, 0].numel()  # 1 for a linear layer, kh * kw for a convolution
+        n_in, n_out = w.shape[1] * receptive, w.shape[0] * receptive
+        std = {"normal": sigma, "glorot": math.sqrt(2.0 / (n_in + n_out)), "xavier": math.sqrt(2.0 / (n_in + n_out)),
+               "he": math.sqrt(2.0 / n_in), "kaiming": math.sqrt(2.0 / n_in)}[scheme]
+        with torch.no_grad():
+            w.normal_(0.0, std)
+            if layer.bias is not None:
+                layer.bias.zero_()
+    return model
+
+
 class MLP(nn.Module):
-    """Fully connected net: [BN] [Dropout] (Linear [BN] ReLU [Dropout])* Linear.
+    """Fully connected net: [BN] [Dropout] (Linear [BN] activation [Dropout])* Linear.
 
     Inputs of any shape are flattened, so the same net runs on tabular data and images.
     """
@@ -97,13 +153,19 @@ def mlp(
     input_batch_norm: bool = False,
     dropout_input: float = 0.0,
     dropout_hidden: float = 0.0,
+    activation: str = "relu",
+    leaky_slope: float = 0.01,
+    weight_init: str = "default",
+    init_sigma: float = 0.01,
 ) -> nn.Module:
     """`in_features` for tabular inputs, or `in_channels` x `image_size`^2 for images."""
     if in_features is None:
         if image_size is None:
             raise ValueError("mlp needs in_features (tabular) or image_size (images)")
         in_features = in_channels * image_size * image_size
-    return MLP(in_features, num_classes, tuple(widths), batch_norm, input_batch_norm, dropout_input, dropout_hidden)
+    net = MLP(in_features, num_classes, tuple(widths), batch_norm, input_batch_norm, dropout_input, dropout_hidden,
+              activation_factory(activation, leaky_slope))
+    return init_weights(net, weight_init, init_sigma)
 
 
 class LeNet5(nn.Module):
@@ -112,9 +174,10 @@ class LeNet5(nn.Module):
 
     28x28 inputs are zero-padded by 2 in the first conv so both MNIST and CIFAR reach the
     classic 5x5x16 feature map. Options for the batch-norm-vs-dropout study: `input_batch_norm`
-    (BN on the raw input), `batch_norm` (BN after every hidden conv/FC layer, before ReLU),
+    (BN on the raw input), `batch_norm` (BN after every hidden conv/FC layer, before the activation),
     `dropout_input` (e.g. 0.2, on the input) and `dropout_hidden` (e.g. 0.5, after the hidden
-    FC layers; conv maps are left without dropout, as in Srivastava et al.'s usual setup).
+    FC layers; conv maps are left without dropout, as in Srivastava et al.'s usual setup);
+    `activation` (a constructor of the activation layer, default ReLU).
     """
 
     def __init__(
@@ -126,6 +189,7 @@ class LeNet5(nn.Module):
         input_batch_norm: bool = False,
         dropout_input: float = 0.0,
         dropout_hidden: float = 0.0,
+        activation: Callable[[], nn.Module] = lambda: nn.ReLU(inplace=True),
     ):
         super().__init__()
         pad = 2 if image_size < 32 else 0
@@ -134,7 +198,7 @@ class LeNet5(nn.Module):
             raise ValueError(f"lenet5 needs images of at least 28x28, got {image_size}")
 
         def block(layer: nn.Module, width: int, bn: type[nn.Module]) -> list[nn.Module]:
-            return [layer] + ([bn(width)] if batch_norm else []) + [nn.ReLU(inplace=True)]
+            return [layer] + ([bn(width)] if batch_norm else []) + [activation()]
 
         feats: list[nn.Module] = []
         if input_batch_norm:
@@ -161,11 +225,16 @@ class LeNet5(nn.Module):
 
 
 @register("lenet5")
-def lenet5(num_classes: int, in_channels: int = 1, image_size: int | None = None, **kw) -> nn.Module:
+def lenet5(num_classes: int, in_channels: int = 1, image_size: int | None = None, batch_norm: bool = False,
+           input_batch_norm: bool = False, dropout_input: float = 0.0, dropout_hidden: float = 0.0,
+           activation: str = "relu", leaky_slope: float = 0.01, weight_init: str = "default",
+           init_sigma: float = 0.01) -> nn.Module:
     """`image_size` defaults to 28 for 1-channel and 32 for 3-channel inputs."""
     if image_size is None:
         image_size = 28 if in_channels == 1 else 32
-    return LeNet5(num_classes, in_channels, image_size, **kw)
+    act = (lambda: nn.ReLU(inplace=True)) if activation == "relu" else activation_factory(activation, leaky_slope)
+    net = LeNet5(num_classes, in_channels, image_size, batch_norm, input_batch_norm, dropout_input, dropout_hidden, act)
+    return init_weights(net, weight_init, init_sigma)
 
 
 @register("mini_googlenet")
