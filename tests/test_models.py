@@ -80,3 +80,78 @@ def test_unknown_model_and_option_fail_loudly():
         build_model("resnet9000")
     with pytest.raises(TypeError):
         build_model("resnet20", widht=3)
+
+
+NATURAL_CHANNELS = {"mlp": 1, "lenet5": 1, "mini_googlenet": 1}  # every other registered model: 3 (RGB)
+
+
+def _input_width(model: torch.nn.Module) -> int:
+    """Channels of the first convolution, or features of the first linear layer."""
+    first = next(m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+    return first.in_channels if isinstance(first, torch.nn.Conv2d) else first.in_features
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_registry_defaults_to_natural_input_channels(name):
+    channels = NATURAL_CHANNELS.get(name, 3)
+    model = build_model(name, **({"image_size": 28} if name == "mlp" else {}))
+    assert _input_width(model) == (channels * 28 * 28 if name == "mlp" else channels)
+
+
+@pytest.mark.parametrize("activation, layer", [("relu", "ReLU"), ("leaky_relu", "LeakyReLU"), ("tanh", "Tanh"),
+                                               ("sigmoid", "Sigmoid"), ("elu", "ELU"), ("gelu", "GELU")])
+@pytest.mark.parametrize("name", ["mlp", "lenet5"])
+def test_activation_option(name, activation, layer):
+    kw = {"image_size": 28, "widths": (16, 8)} if name == "mlp" else {}
+    model = build_model(name, activation=activation, leaky_slope=0.2, **kw)
+    acts = [m for m in model.modules() if type(m).__name__ == layer]
+    assert len(acts) == (2 if name == "mlp" else 4)
+    if activation == "leaky_relu":
+        assert all(m.negative_slope == 0.2 for m in acts)
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("scheme, variance", [
+    ("glorot", lambda n_in, n_out: 2 / (n_in + n_out)), ("xavier", lambda n_in, n_out: 2 / (n_in + n_out)),
+    ("he", lambda n_in, n_out: 2 / n_in), ("kaiming", lambda n_in, n_out: 2 / n_in),
+    ("normal", lambda n_in, n_out: 0.05**2)])
+def test_weight_init_variance_and_zero_biases(scheme, variance):
+    torch.manual_seed(0)
+    model = build_model("mlp", image_size=28, widths=(600, 400), weight_init=scheme, init_sigma=0.05)
+    for layer in [m for m in model.modules() if isinstance(m, torch.nn.Linear)][:2]:  # the large layers
+        n_out, n_in = layer.weight.shape
+        assert layer.weight.var().item() == pytest.approx(variance(n_in, n_out), rel=0.02)
+        assert layer.weight.mean().item() == pytest.approx(0.0, abs=0.01 * variance(n_in, n_out) ** 0.5)
+        assert torch.all(layer.bias == 0)
+    conv = build_model("lenet5", weight_init="he").features[0]  # n_in = in_channels x kernel area = 25
+    assert conv.weight.std().item() == pytest.approx((2 / 25) ** 0.5, rel=0.3) and torch.all(conv.bias == 0)
+
+
+def test_default_init_is_pytorchs():
+    torch.manual_seed(3)
+    a = build_model("lenet5")
+    torch.manual_seed(3)
+    b = build_model("lenet5", weight_init="default")
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q)
+    assert any(bool((m.bias != 0).any()) for m in a.modules() if isinstance(m, torch.nn.Linear))
+
+
+def test_small_models_stay_plain_layer_stacks():
+    """A population trainer fuses these models layer by layer: only standard layers in nn.Sequential stacks."""
+    standard = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.Dropout,
+                torch.nn.MaxPool2d, torch.nn.Flatten, torch.nn.ReLU, torch.nn.LeakyReLU, torch.nn.Tanh,
+                torch.nn.Sigmoid, torch.nn.ELU, torch.nn.GELU)
+    for model in (build_model("mlp", image_size=28, widths=(8, 8), batch_norm=True, input_batch_norm=True,
+                              dropout_input=0.1, dropout_hidden=0.2, activation="gelu", weight_init="he"),
+                  build_model("lenet5", batch_norm=True, dropout_hidden=0.5, activation="elu")):
+        stacks = [m for m in model.children()]
+        assert all(isinstance(m, torch.nn.Sequential) for m in stacks)
+        assert all(isinstance(layer, standard) for stack in stacks for layer in stack)
+
+
+def test_unknown_activation_and_init_fail_loudly():
+    with pytest.raises(ValueError, match="unknown activation"):
+        build_model("mlp", image_size=28, activation="swish")
+    with pytest.raises(ValueError, match="unknown weight_init"):
+        build_model("lenet5", weight_init="orthogonal")
