@@ -110,10 +110,11 @@ def test_continuous_lr_range_test_raises_the_lr_every_step(fashion_dir):
 
 
 def test_batch_size_range_test_doubles_the_batch_and_accumulates(fashion_dir):
-    cfg, history = _run(fashion_dir, batch_policy="range", batch_min=16, batch_max=64, interval=2,
-                        max_micro_batch=16, lr=0.05)
-    assert cfg.stages == 3 and [h["train/batch_size"] for h in history] == [16, 32, 64]
-    assert [h["train/samples_seen"] for h in history] == [32, 96, 224]
+    cfg, history = _run(fashion_dir, batch_policy="range", batch_min=64, batch_max=1024, interval=1,
+                        max_micro_batch=256, lr=0.05)
+    # batches beyond the 600 training images are served by the stream all the same
+    assert cfg.stages == 5 and [h["train/batch_size"] for h in history] == [64, 128, 256, 512, 1024]
+    assert [h["train/samples_seen"] for h in history] == [64, 192, 448, 960, 1984]
     assert all(math.isfinite(h["test/accuracy"]) and h["train/lr"] == 0.05 for h in history)
 
 

@@ -349,18 +349,19 @@ def train_classifier(config: dict[str, Any], data: VisionData, session) -> None:
     best_stage = math.inf  # continuous LR range test: the best stage loss so far
 
     for stage in range(start + 1, cfg.stages + 1):  # an epoch, or a stage of a range test
-        batch = min(cfg.batch_at(stage), n)
+        batch = cfg.batch_at(stage)  # reported as scheduled; an epoch's steps hold at most the whole set
+        step_batch = batch if cfg.range_test else min(batch, n)  # the range tests' stream serves any batch size
         lr = optimizer.param_groups[0]["lr"]
         if device.type == "cuda":
             torch.cuda.synchronize()
         common = dict(augment=augment, scheduler=scheduler, amp=amp, channels_last=channels_last,
-                      chunks=cfg.micro_batches(batch))
+                      chunks=cfg.micro_batches(step_batch))
         if cfg.range_test:
             stats = train_steps(net, optimizer, train, (stream.next(batch) for _ in range(cfg.interval)), generator,
                                 **common)
         else:
-            stats = train_one_epoch(net, optimizer, train, batch, generator, shard=dist.shard if dist else (0, 1),
-                                    **common)
+            stats = train_one_epoch(net, optimizer, train, step_batch, generator,
+                                    shard=dist.shard if dist else (0, 1), **common)
         if dist:
             stats = dist.reduce_epoch(stats)  # the whole epoch's loss/accuracy/samples; the slowest rank's time
             dist.sync_buffers(model)
