@@ -6,7 +6,8 @@
    the same total averaged; the band is +-1 std over them, networks and seeds);
 2. test RMSE vs number of parameters, one curve per depth;
 3. training time (excluding evaluation) vs number of parameters, one curve per depth.
-Replicate seeds are averaged, with a band (and error bars) of ±1 std. Diverged trials are left
+Replicate seeds are averaged, with a band (and error bars) of ±1 std; a population trial (seeds
+trained together, one run) counts as its seeds, read from its `replicas.csv` artifact. Diverged trials are left
 out (and counted in the title); trials stopped early by ASHA are drawn hollow,
 their RMSE being the one at the epoch they stopped.
 """
@@ -24,6 +25,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from analysis.plotting import save_figure  # noqa: E402
+from analysis.records import per_replica  # noqa: E402
 
 DEPTH_COLORS = {1: "tab:blue", 2: "tab:orange", 3: "tab:green"}
 RMSE = "test/rmse"
@@ -52,9 +54,11 @@ def per_network(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _title_note(runs: pd.DataFrame) -> str:
-    _, dropped = _usable(runs)
-    seeds = int(runs.groupby("widths").size().max()) if len(runs) else 0
+    ok, dropped = _usable(runs)
+    seeds = int(ok.groupby("widths").size().max()) if len(ok) else 0
     notes = [f"{seeds} seeds per network (mean, band ±1 std)" if seeds > 1 else ""]
+    if "seeds" in runs and (runs["seeds"].fillna(1).astype(int) > 1).any():
+        notes.append("seeds trained together as one population trial: its time is that of all its seeds")
     notes.append(f"{dropped} diverged/failed trial(s) left out" if dropped else "")
     return "; ".join(n for n in notes if n)
 
@@ -76,6 +80,7 @@ def _curve(ax, x, y, band_lo, band_hi, depth, hollow) -> None:
 def figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    runs = per_replica(runs)  # population trials: one row per seed
     nets = per_network(runs)
     note = _title_note(runs)
     paths = []
@@ -127,7 +132,7 @@ def _finish(ax, xlabel: str, ylabel: str, title: str, note: str) -> None:
 
 
 def summary(runs: pd.DataFrame) -> str:
-    nets = per_network(runs)
+    nets = per_network(per_replica(runs))
     if nets.empty:
         return "no finished trials"
     best = nets.loc[nets.groupby("n_layers")["rmse"].idxmin()]

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analysis.records import load_sweep  # noqa: E402
 from trainables.eggholder import make_dataset  # noqa: E402
+from trainables.population import build_population, data_generators  # noqa: E402
 from trainables.regression import RegressionConfig, build_regressor, train_one_epoch  # noqa: E402
 
 NETWORKS = [(16,), (128, 128), (256, 128, 64)]
@@ -63,10 +64,13 @@ def bench_loop() -> list[str]:
              f"(mean of 5 epochs after a warm-up)",
              f"    {'network':<12} {'ours ms':>8} {'DataLoader ms':>14} {'speed-up':>9}"]
     for widths in NETWORKS:
+        # the trial's loop trains a population; one replica is the single network the DataLoader loop trains
+        population = build_population(lambda: build_regressor(RegressionConfig(widths=widths)), [0])
+        opt = torch.optim.SGD(population.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+        gens = data_generators([0])
+        ours = time_epochs(lambda: train_one_epoch(population, opt, x, y, 1000, gens))
         model = build_regressor(RegressionConfig(widths=widths))
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-        gen = torch.Generator().manual_seed(0)
-        ours = time_epochs(lambda: train_one_epoch(model, opt, x, y, 1000, gen))
         loader = DataLoader(TensorDataset(x, y), batch_size=1000, shuffle=True)
         plain = time_epochs(lambda: plain_dataloader_epoch(model, opt, loader))
         name = "-".join(map(str, widths))

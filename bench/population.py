@@ -192,9 +192,9 @@ def ray_tune(cfg: BenchConfig) -> tuple[float, float]:
     """tune_fit of cfg.tune_trials trials, after a warm-up fit of 2."""
     import ray
 
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
-        lambda record: not record.getMessage().startswith("Token authentication is enabled"))
+    from trainables import ray_internals
+
+    ray_internals.hide_token_auth_notice()
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, configure_logging=True,
              log_to_driver=False)  # the trials print nothing useful; their errors come back in the results
     try:

@@ -28,7 +28,7 @@ from analysis import batch_augment as figures
 from sweeps.runner import main
 from sweeps.study import Preset, Study
 from trainables.batch_augmentation import BatchAugmentConfig, derived_params, train_batch_augment
-from trainables.image_classification import make_data
+from trainables.image_classification import make_data, supports_population
 
 STUDY = Study(
     name="batch_augment",
@@ -54,6 +54,7 @@ STUDY = Study(
     figures=figures.figures,
     summary=figures.summary,
     derived_params=derived_params,
+    population=supports_population,  # --set seeds=N with model=mlp|lenet5: one population trial
     asha_times={"passes": ("train/passes", lambda config: int(config["batch_m"]))},
 )
 

@@ -22,21 +22,22 @@ from mlflow.tracking import MlflowClient
 
 from analysis import batch_size as analysis
 from analysis.records import RecordsError
-from sweeps.lr_range import RECIPE, earlier_sweep, fill_lr_bounds
+from sweeps.lr_range import RECIPE, fill_lr_bounds
 from sweeps.runner import main
-from sweeps.study import Preset, Study
+from sweeps.study import Context, Preset, Study
 from trainables.config import ConfigError, from_dict
-from trainables.image_classification import ClassifyConfig, derived_params, make_data, train_classifier
+from trainables.image_classification import (ClassifyConfig, derived_params, make_data, supports_population,
+                                             train_classifier)
 
 
-def fill_batch_bounds(base: dict, where) -> dict:
+def fill_batch_bounds(base: dict, context: Context) -> dict:
     """Study.prepare of the cyclic presets: batch_min/batch_max left at 0 come from the latest batch-size
     range test in the store (its parent run's tags b_min/b_max, stored by `batch_size_after`)."""
     if base.get("batch_policy") != "cyclic" or (base.get("batch_min") and base.get("batch_max")):
         return base
-    parent = earlier_sweep(where, "batch_size", with_tag="b_max")
+    parent = context.sweep("batch_size", with_tag="b_max")
     if parent is None:
-        raise ConfigError(f"no batch-size range test with picked bounds in {getattr(where, 'tracking_uri', where)}: "
+        raise ConfigError(f"no batch-size range test with picked bounds in {context.tracking_uri}: "
                           f"run `python sweeps/batch_size.py` first or give --set batch_min=... --set batch_max=...")
     tags = parent.data.tags
     print(f"b_min={tags['b_min']}, b_max={tags['b_max']} (batch-size range test run {parent.info.run_id})")
@@ -44,8 +45,8 @@ def fill_batch_bounds(base: dict, where) -> dict:
             "batch_max": base.get("batch_max") or int(tags["b_max"])}
 
 
-def prepare(base: dict, where) -> dict:
-    base = fill_batch_bounds(fill_lr_bounds(base, where), where)
+def prepare(base: dict, context: Context) -> dict:
+    base = fill_batch_bounds(fill_lr_bounds(base, context), context)
     return {**base, "epochs": from_dict(ClassifyConfig, base).stages}  # the range test reports per batch size
 
 
@@ -96,6 +97,7 @@ STUDY = Study(
     figures=analysis.figures,
     summary=analysis.summary,
     derived_params=derived_params,
+    population=supports_population,  # --set seeds=N with model=mlp|lenet5: one population trial
     after_sweep=batch_size_after,
     prepare=prepare,
 )

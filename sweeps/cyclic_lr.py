@@ -17,7 +17,8 @@ from analysis import cyclic_lr as analysis
 from sweeps.lr_range import RECIPE, fill_lr_bounds
 from sweeps.runner import main
 from sweeps.study import Preset, Study
-from trainables.image_classification import ClassifyConfig, derived_params, make_data, train_classifier
+from trainables.image_classification import (ClassifyConfig, derived_params, make_data, supports_population,
+                                             train_classifier)
 
 BASE = {**RECIPE, "lr": 0.0}  # lr 0: the constant baseline trains at the range test's bound (fixed_lr, default max)
 
@@ -44,6 +45,7 @@ STUDY = Study(
     figures=analysis.figures,
     summary=analysis.summary,
     derived_params=derived_params,
+    population=supports_population,  # --set seeds=N with model=mlp|lenet5: one population trial
     prepare=fill_lr_bounds,
 )
 

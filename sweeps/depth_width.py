@@ -2,7 +2,8 @@
 
     python sweeps/depth_width.py                   # quick preset: 22 networks, ~3 min on a 2-core CPU
     python sweeps/depth_width.py --preset paper    # all 143 networks, 2000 epochs, 100k points
-    python sweeps/depth_width.py --set seeds=3     # each network with 3 seeds (mean and band in the figures)
+    python sweeps/depth_width.py --set seeds=3     # each network with 3 seeds, trained together as one population
+                                                   # trial (one MLflow run; mean and band in the figures)
 
 Data: y = eggholder(x1, x2) + N(0, 0.3), (x1, x2) uniform on [-512, 512]^2, 80/20
 split. Inputs are scaled by 1/512, targets standardized with the training mean and
@@ -47,6 +48,7 @@ STUDY = Study(
     figures=figures.figures,
     summary=figures.summary,
     derived_params=derived_params,
+    population=lambda config: True,  # small MLPs: --set seeds=N trains the N seeds as one population trial
 )
 
 if __name__ == "__main__":

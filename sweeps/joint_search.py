@@ -19,7 +19,8 @@ from analysis import joint_search as analysis
 from sweeps.lr_range import RECIPE
 from sweeps.runner import main
 from sweeps.study import Preset, Study
-from trainables.image_classification import ClassifyConfig, derived_params, make_data, train_classifier
+from trainables.image_classification import (ClassifyConfig, derived_params, make_data, supports_population,
+                                             train_classifier)
 
 SPACE = {"lr": tune.loguniform(1e-4, 1.0), "batch_size": [32, 64, 128, 256],
          "weight_decay": tune.loguniform(1e-6, 1e-2)}
@@ -45,6 +46,7 @@ STUDY = Study(
     figures=analysis.figures,
     summary=analysis.summary,
     derived_params=derived_params,
+    population=supports_population,  # --set seeds=N with model=mlp|lenet5: one population trial
     default_search="optuna",  # a grid would draw the continuous lr and weight decay once per batch size
     default_scheduler="asha",
 )

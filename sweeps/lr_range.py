@@ -21,11 +21,12 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from analysis import lr_range as analysis
-from analysis.records import RecordsError, find_sweep
+from analysis.records import RecordsError
 from sweeps.runner import main
-from sweeps.study import Preset, Study
+from sweeps.study import Context, Preset, Study
 from trainables.config import ConfigError, from_dict
-from trainables.image_classification import ClassifyConfig, derived_params, make_data, train_classifier
+from trainables.image_classification import (ClassifyConfig, derived_params, make_data, supports_population,
+                                             train_classifier)
 
 # The LR/batch-size studies' recipe (Smith's setting): FashionMNIST, MiniGoogLeNet, SGD momentum 0.9, no augmentation.
 RECIPE = {"dataset": "fashion_mnist", "model": "mini_googlenet", "optimizer": "sgd", "momentum": 0.9}
@@ -33,21 +34,14 @@ LRS = [float(f"{lr:.3g}") for lr in np.logspace(-9, 1, 10)]
 CONTINUOUS = {**RECIPE, "lr_policy": "range", "lr_min": 1e-9, "lr_max": 10.0}
 
 
-def earlier_sweep(where, study: str, **find):
-    """The parent run of the latest sweep of `study` in the store (analysis.records.find_sweep, `find` its
-    tags/with_tag), or None. `where` is the tracking URI that Study.prepare gets (or the runner's context
-    object, whose `sweep` also honours a sweep named on the command line)."""
-    return find_sweep(where, study, **find) if isinstance(where, str) else where.sweep(study, **find)
-
-
-def fill_lr_bounds(base: dict, where) -> dict:
+def fill_lr_bounds(base: dict, context: Context) -> dict:
     """Study.prepare of cyclic_lr and batch_size: lr_min/lr_max left at 0 come from the latest LR range test
-    in the store (its parent run's tags, stored by `lr_range_after`)."""
+    in the store, or the one --from-run names (its parent run's tags, stored by `lr_range_after`)."""
     if base.get("lr_min") and base.get("lr_max"):
         return base
-    parent = earlier_sweep(where, "lr_range", with_tag="lr_max")
+    parent = context.sweep("lr_range", with_tag="lr_max")
     if parent is None:
-        raise ConfigError(f"no LR range test with picked bounds in {getattr(where, 'tracking_uri', where)}: run "
+        raise ConfigError(f"no LR range test with picked bounds in {context.tracking_uri}: run "
                           f"`python sweeps/lr_range.py` first or give --set lr_min=... --set lr_max=...")
     tags = parent.data.tags
     base = {**base, "lr_min": base.get("lr_min") or float(tags["lr_min"]),
@@ -58,7 +52,7 @@ def fill_lr_bounds(base: dict, where) -> dict:
     return base
 
 
-def prepare(base: dict, where) -> dict:
+def prepare(base: dict, context: Context) -> dict:
     # The continuous test reports once per stage: its "epochs" (what the recorder counts) are its stages.
     return {**base, "epochs": from_dict(ClassifyConfig, base).stages}
 
@@ -103,6 +97,7 @@ STUDY = Study(
     figures=analysis.figures,
     summary=analysis.summary,
     derived_params=derived_params,
+    population=supports_population,  # --set seeds=N with model=mlp|lenet5: one population trial
     after_sweep=lr_range_after,
     prepare=prepare,
 )

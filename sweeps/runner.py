@@ -413,7 +413,7 @@ def _run(study: Study, args: argparse.Namespace, argv: list[str]) -> int:
     if args.from_run:
         _check_from_run(tracking_uri, args.from_run)
     if study.prepare is not None:
-        base = study.prepare(dict(plan.base), context.tracking_uri)  # TODO(lead): pass context once hooks move
+        base = study.prepare(dict(plan.base), context)
         from_dict(study.config_cls, base)
         plan = dataclasses.replace(plan, base=base,
                                    epochs=int(base.get(study.epochs_key, 1)) if study.epochs_key else 1)

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 from mlflow.tracking import MlflowClient
 
-from analysis.records import load_sweep
+from analysis.records import load_sweep, trial_artifact
 from conftest import ROOT, run_script
 
 SCRIPT = str(ROOT / "sweeps" / "depth_width.py")
@@ -37,10 +37,17 @@ def test_smoke_grid_end_to_end_and_regeneration(tmp_path):
     assert parent.data.tags["search"] == "grid" and parent.data.tags["scheduler"] == "fifo"
     assert len(parent.data.tags["git_commit"]) >= 7 and parent.data.tags["version.torch"]
     assert parent.info.status == "FINISHED"
-    # 3 networks x 2 replicate seeds, one child run each
-    assert sorted((c.data.params["widths"], c.data.params["seed"]) for c in children) == [
-        (w, s) for w in ["16", "16-16-16", "32-16"] for s in ("0", "1")]
+    # 3 networks, each one population trial of 2 replicate seeds: one child run per network
+    assert sorted((c.data.params["widths"], c.data.params["seed"], c.data.params["seeds"]) for c in children) == [
+        (w, "0", "2") for w in ["16", "16-16-16", "32-16"]]
     for child in children:
+        # each replica's final metrics (an artifact) and the mean/std over them (metrics)
+        replicas = trial_artifact(f"sqlite:///{results / 'mlflow.db'}", child.info.run_id, "replicas.csv")
+        assert list(replicas["seed"]) == [0, 1] and replicas["test/rmse"].notna().all()
+        assert replicas["test/rmse"].iloc[0] != replicas["test/rmse"].iloc[1]  # different seeds, different nets
+        assert child.data.metrics["test/rmse"] == pytest.approx(replicas["test/rmse"].mean())
+        assert child.data.metrics["test/rmse_std"] == pytest.approx(replicas["test/rmse"].std())
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "train/lr")] == [1, 2, 3]
         params = child.data.params
         assert {"n_layers", "widths", "total_units", "n_params", "lr", "momentum", "epochs"} <= set(params)
         assert int(params["n_layers"]) == len(params["widths"].split("-"))

@@ -92,8 +92,8 @@ class _Stopper:
     def restore(self):
         return self.session.restore()
 
-    def report(self, metrics, epoch, state_fn=None):
-        self.session.report(metrics, epoch, state_fn)
+    def report(self, metrics, epoch, state_fn=None, artifacts=None):
+        self.session.report(metrics, epoch, state_fn, artifacts)
         return epoch < self.stop_after
 
 

@@ -6,6 +6,11 @@ of index batches (the range tests' stream, trainables.schedules.IndexStream) goe
 Loss and accuracy accumulate on the device and reach the host once per call (one sync), so the loop
 never waits on `.item()`.
 
+A `trainables.population.Population` (P replicas of a small model, fused) trains through the same
+functions: its index batches are [P, B] (each replica its own order, `generator` a list of one data
+generator per replica), the loss is the sum over replicas of each one's mean, and losses and accuracies
+come back as lists of P values.
+
     aug = functools.partial(batch_augment, m=1, mean=d.mean, std=d.std, padding=4, cutout=16)
     stats = train_one_epoch(model, opt, d.train, 128, gen, augment=aug)   # {"loss", "accuracy", ...}
     test = evaluate(model, d.test.images, d.test.labels, 1000,
@@ -22,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainables.population import Population, per_replica_cross_entropy, replica_permutations
 from trainables.vision_data import TensorSplit
 
 Augment = Callable[..., tuple[torch.Tensor, torch.Tensor]]  # (uint8 x, y, generator=) -> (float x, y)
@@ -54,21 +60,43 @@ def accumulate_gradients(
     got). Returns the summed per-sample loss and the correct count (device tensors, detached) and the
     number of samples the model saw."""
     device = images.device
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
+    replicas = _replicas(model)
+    loss_sum = torch.zeros(replicas or (), device=device)
+    correct = torch.zeros(replicas or (), device=device, dtype=torch.long)
     seen = 0
-    for xs, ys in zip(images.chunk(chunks), labels.chunk(chunks)):
-        x, y = augment(xs, ys, generator=generator) if augment else (_default_transform(xs), ys)
+    dim = 1 if replicas else 0  # a population's batches are [P, B, ...]
+    if isinstance(generator, list):
+        generator = generator[0]  # a population's augmentation draws from the first replica's generator
+    for xs, ys in zip(images.chunk(chunks, dim), labels.chunk(chunks, dim)):
+        x, y = _prepare(xs, ys, augment, generator)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(device, amp):
             logits = model(x)
-            loss = F.cross_entropy(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits, y)
-        (loss * (len(ys) / len(labels))).backward()
-        loss_sum += loss.detach() * len(y)
-        correct += (logits.argmax(1) == y).sum()
-        seen += len(y)
+            logits = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+            loss = per_replica_cross_entropy(logits, y) if replicas else F.cross_entropy(logits, y)
+        # the sum over replicas: each replica gets its own run's gradient
+        (loss.sum() * (ys.shape[dim] / labels.shape[dim])).backward()
+        loss_sum += loss.detach() * y.shape[dim]
+        correct += (logits.argmax(-1) == y).sum(dim)
+        seen += y.shape[dim]
     return loss_sum, correct, seen
+
+
+def _replicas(model: nn.Module) -> int | None:
+    """P for a population (or a DDP-wrapped one), None for an ordinary model."""
+    inner = getattr(model, "module", model)
+    return inner.size if isinstance(inner, Population) else None
+
+
+def _prepare(x: torch.Tensor, y: torch.Tensor, augment: Augment | None, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 batch -> model input; a population's [P, B, ...] batch is augmented as one batch of P*B."""
+    if x.dim() == y.dim() + 3 and y.dim() == 2:  # [P, B, C, H, W] images with [P, B] labels
+        replicas = x.shape[0]
+        fx, fy = augment(x.flatten(0, 1), y.flatten(), generator=generator) if augment else (
+            _default_transform(x.flatten(0, 1)), y.flatten())
+        return fx.reshape(replicas, -1, *fx.shape[1:]), fy.reshape(replicas, -1)
+    return augment(x, y, generator=generator) if augment else (_default_transform(x), y)
 
 
 def train_steps(
@@ -92,11 +120,12 @@ def train_steps(
     if channels_last:
         model.to(memory_format=torch.channels_last)
     device = data.images.device
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
+    replicas = _replicas(model)
+    loss_sum = torch.zeros(replicas or (), device=device)
+    correct = torch.zeros(replicas or (), device=device, dtype=torch.long)
     seen, steps, start = 0, 0, time.perf_counter()
     for idx in batches:
-        if len(idx) < 2:
+        if idx.shape[-1] < 2:
             break
         optimizer.zero_grad(set_to_none=True)
         step_loss, step_correct, step_seen = accumulate_gradients(model, data.images[idx], data.labels[idx], chunks,
@@ -108,9 +137,16 @@ def train_steps(
         correct += step_correct
         seen += step_seen
         steps += 1
-    loss, acc = (loss_sum / max(seen, 1)).item(), correct.item() / max(seen, 1)  # the one sync
-    return {"loss": loss if math.isfinite(loss) else math.nan, "accuracy": acc, "samples": seen,
-            "steps": steps, "seconds": time.perf_counter() - start}
+    loss, acc = (loss_sum / max(seen, 1)).tolist(), (correct / max(seen, 1)).tolist()  # the one sync
+    return {"loss": _finite_or_nan(loss), "accuracy": acc, "samples": seen, "steps": steps,
+            "seconds": time.perf_counter() - start}
+
+
+def _finite_or_nan(loss: float | list[float]) -> float | list[float]:
+    """A non-finite loss as nan (one, or each replica's)."""
+    if isinstance(loss, list):
+        return [v if math.isfinite(v) else math.nan for v in loss]
+    return loss if math.isfinite(loss) else math.nan
 
 
 def train_one_epoch(
@@ -134,6 +170,11 @@ def train_one_epoch(
     distinct, cover the epoch (less a remainder of < world samples) and are equally long, so
     every rank takes the same number of steps (DDP needs that)."""
     n = len(data.labels)
+    if isinstance(generator, list):  # a population: each replica's own order, [P, n]
+        perm = replica_permutations(n, generator, data.images.device)
+        batches = (perm[:, i : i + batch_size] for i in range(0, n, batch_size))
+        return train_steps(model, optimizer, data, batches, generator, augment=augment, scheduler=scheduler,
+                           amp=amp, channels_last=channels_last, chunks=chunks)
     perm = torch.randperm(n, device=data.images.device, generator=generator)
     rank, world = shard
     if world > 1:
@@ -154,19 +195,23 @@ def evaluate(
     amp: bool = False,
     channels_last: bool = False,
 ) -> dict[str, float]:
-    """Mean cross-entropy and accuracy of `model` (eval mode) on uint8 `images`."""
+    """Mean cross-entropy and accuracy of `model` (eval mode) on uint8 `images` (a population: lists of
+    each replica's, every replica seeing the same images)."""
     model.eval()
     transform = transform or _default_transform
-    loss_sum = torch.zeros((), device=images.device)
-    correct = torch.zeros((), device=images.device, dtype=torch.long)
+    replicas = _replicas(model)
+    loss_sum = torch.zeros(replicas or (), device=images.device)
+    correct = torch.zeros(replicas or (), device=images.device, dtype=torch.long)
     for i in range(0, len(labels), batch_size):
         x, y = transform(images[i : i + batch_size]), labels[i : i + batch_size]
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        if replicas:
+            x, y = x.expand(replicas, *x.shape), y.expand(replicas, *y.shape)
         with _autocast(images.device, amp):
             logits = model(x).float()
-        loss_sum += F.cross_entropy(logits, y, reduction="sum")
-        correct += (logits.argmax(1) == y).sum()
+        losses = F.cross_entropy(logits.flatten(0, -2), y.flatten(), reduction="none").reshape(y.shape)
+        loss_sum += losses.sum(-1)
+        correct += (logits.argmax(-1) == y).sum(-1)
     n = max(len(labels), 1)
-    loss = (loss_sum / n).item()
-    return {"loss": loss if math.isfinite(loss) else math.nan, "accuracy": correct.item() / n}
+    return {"loss": _finite_or_nan((loss_sum / n).tolist()), "accuracy": (correct / n).tolist()}

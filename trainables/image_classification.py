@@ -57,6 +57,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import torch
 
 from trainables.augment import batch_augment, eval_transform
@@ -66,6 +67,7 @@ from trainables.model_stats import model_summary
 from trainables.models import ACTIVATIONS, MODELS, WEIGHT_INITS, build_model
 from trainables.optimizers import OPTIMIZERS, build_optimizer
 from trainables.paleo import achieved_flops, peak_flops
+from trainables.population import REPLICAS_TABLE, build_population, data_generators, replica_mean, replica_std
 from trainables.schedules import (BATCH_POLICIES, CYCLIC, LR_POLICIES, IndexStream, base_lr, batch_range,
                                   build_schedule, cyclic_batch_size, initial_lr, is_power_of_two, range_factor)
 from trainables.session import load_training_state, training_state
@@ -150,6 +152,7 @@ class ClassifyConfig:
     amp: str = "auto"  # auto (on with CUDA) | on | off
     channels_last: str = "auto"  # auto (on with CUDA) | on | off
     seed: int = 0
+    seeds: int = 1  # mlp, lenet5: replicas trained together as one population trial, seeds seed, seed+1, ...
     data_seed: int = 0
 
     def __post_init__(self) -> None:
@@ -160,7 +163,7 @@ class ClassifyConfig:
                              ("amp", ("auto", "on", "off")), ("channels_last", ("auto", "on", "off"))):
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
-        for key in ("epochs", "batch_size", "batch_m", "chunks", "lr_stages", "interval", "batch_stepsize"):
+        for key in ("epochs", "batch_size", "batch_m", "chunks", "lr_stages", "interval", "batch_stepsize", "seeds"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key}={getattr(self, key)} must be a positive integer")
         for key in ("lr", "lr_min", "lr_max", "weight_decay", "eps", "batch_min", "batch_max", "max_micro_batch",
@@ -192,6 +195,9 @@ class ClassifyConfig:
                 raise ConfigError("batch_policy=range needs batch_min and batch_max")
         if self.lr_policy == "range" and self.batch_policy == "range":
             raise ConfigError("lr_policy=range and batch_policy=range are two different range tests; pick one")
+        if self.seeds > 1 and not supports_population(self):
+            raise ConfigError(f"seeds={self.seeds} trains a population of {', '.join(sorted(SMALL_MODELS))} only, "
+                              f"outside the range tests; for model={self.model!r} give each seed its own trial")
         self._check_model_options()
 
     def _check_model_options(self) -> None:
@@ -258,6 +264,17 @@ def check_runnable(cfg: ClassifyConfig, distributed: Any = None) -> None:
         raise ConfigError("batch_policy=cyclic needs batch_min and batch_max")
     if distributed is not None and cfg.range_test:
         raise ConfigError("the range tests (lr_policy=range, batch_policy=range) run in one process, not under DDP")
+    if distributed is not None and cfg.seeds > 1:
+        raise ConfigError(f"seeds={cfg.seeds}: a population trial runs in one process, not under DDP")
+
+
+def supports_population(cfg: ClassifyConfig | dict) -> bool:
+    """Whether a config's replicate seeds can train as one population trial (Study.population): the small
+    models, whose layers trainables.population fuses, outside the range tests (a single run each)."""
+    model = cfg["model"] if isinstance(cfg, dict) else cfg.model
+    policies = ((cfg.get("lr_policy"), cfg.get("batch_policy")) if isinstance(cfg, dict)
+                else (cfg.lr_policy, cfg.batch_policy))
+    return model in SMALL_MODELS and "range" not in policies
 
 
 def make_data(cfg: ClassifyConfig) -> VisionData:
@@ -317,7 +334,13 @@ def train_classifier(config: dict[str, Any], data: VisionData, session) -> None:
     evals = ([("val", on_device.val)] if len(on_device.val.labels) else []) + [("test", on_device.test)]
     eval_name = evals[0][0]  # what target_accuracy and ASHA look at
 
-    model = build_classifier(cfg).to(device)
+    seeds = [cfg.seed + i for i in range(cfg.seeds)]
+    population = len(seeds) > 1  # the replicas train fused, each with its own seed, init and data order
+    if population:
+        model = build_population(lambda: build_classifier(cfg), seeds, device)
+        channels_last = False  # the fused convolutions run grouped over the replicas' channels
+    else:
+        model = build_classifier(cfg).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     train = on_device.train
@@ -327,7 +350,7 @@ def train_classifier(config: dict[str, Any], data: VisionData, session) -> None:
     net = dist.wrap(model, warmup_steps=steps_per_epoch) if dist else model
     optimizer = make_optimizer(cfg, model.parameters())
     scheduler = build_schedule(cfg, optimizer, steps_per_epoch)
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    generator = data_generators(seeds) if population else torch.Generator(device=device).manual_seed(cfg.seed)
     transform = functools.partial(eval_transform, mean=on_device.mean, std=on_device.std)
     if cfg.crop_flip or cfg.cutout or cfg.batch_m > 1:
         augment = functools.partial(batch_augment, m=cfg.batch_m, mean=on_device.mean, std=on_device.std,
@@ -365,6 +388,12 @@ def train_classifier(config: dict[str, Any], data: VisionData, session) -> None:
         if dist:
             stats = dist.reduce_epoch(stats)  # the whole epoch's loss/accuracy/samples; the slowest rank's time
             dist.sync_buffers(model)
+        replicas: dict[str, list[float]] = {}  # a population's per-replica values; its metrics are their means
+        if population:
+            replicas = {"train/loss": [v if v <= DIVERGE_FACTOR * log_chance else math.nan for v in stats["loss"]],
+                        "train/accuracy": stats["accuracy"]}
+            stats = {**stats, "loss": replica_mean(replicas["train/loss"]),
+                     "accuracy": replica_mean(replicas["train/accuracy"])}
         epoch_s = stats["seconds"]  # train_steps ends with a host sync, so this is the GPU's time too
         train_s += epoch_s
         iterations += stats["steps"]
@@ -397,12 +426,21 @@ def train_classifier(config: dict[str, Any], data: VisionData, session) -> None:
             for name, split in evals:
                 result = evaluate(model, split.images, split.labels, 1000, transform=transform, amp=amp,
                                   channels_last=channels_last)
+                if population:
+                    replicas.update({f"{name}/loss": result["loss"], f"{name}/accuracy": result["accuracy"]})
+                    result = {key: replica_mean(values) for key, values in result.items()}
                 metrics[f"{name}/loss"], metrics[f"{name}/accuracy"] = result["loss"], result["accuracy"]
+        artifacts = None
+        if population:
+            metrics.update({f"{key}_std": replica_std(values) for key, values in replicas.items()})
+            metrics["population/diverged"] = sum(not math.isfinite(v) for v in replicas["train/loss"])
+            if stage % max(1, cfg.stages // 20) == 0 or stage == cfg.stages:  # ~20 snapshots of the table
+                artifacts = {REPLICAS_TABLE: pd.DataFrame({"seed": seeds, **replicas})}
         state_fn = None if cfg.range_test else (  # noqa: E731
             lambda: {**training_state(model, optimizer, scheduler, generator, stage, train_s),
                      "samples_seen": samples_seen})
         reached = cfg.target_accuracy > 0 and metrics.get(f"{eval_name}/accuracy", 0.0) >= cfg.target_accuracy
         if reached:
             metrics["target_reached"] = 1
-        if not session.report(metrics, stage, state_fn) or reached or blew_up:
+        if not session.report(metrics, stage, state_fn, artifacts=artifacts) or reached or blew_up:
             return

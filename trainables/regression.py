@@ -10,6 +10,13 @@
 The whole data set is a pair of in-memory tensors; a batch is an index slice of
 a per-epoch random permutation, and the loss is summed on the device so the
 host reads it once per epoch.
+
+A trial trains `seeds` replicas of its network together, as one population
+(trainables/population.py: fused layers, each replica with its own seed,
+initialization, data order and batch-norm statistics; `--set seeds=N`). It
+reports the mean over the replicas (and `*_std`, `population/diverged`) per
+epoch, and each replica's final metrics as the artifact `replicas.csv`. With
+one seed (the default) it is exactly the single network's run.
 """
 
 from __future__ import annotations
@@ -20,11 +27,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from trainables.config import ConfigError, from_dict
 from trainables.models import build_model, count_parameters
+from trainables.population import (REPLICAS_TABLE, Population, build_population, data_generators, per_replica_mse,
+                                   replica_batch, replica_mean, replica_permutations, replica_std)
 from trainables.session import load_training_state, training_state
 
 HIDDEN_UNIT_BUDGET = 512
@@ -41,6 +51,7 @@ class RegressionConfig:
     lr_schedule: str = "cosine"  # "cosine" (to 0 over the epochs) or "constant"
     batch_norm: str = "auto"  # "auto": BN in nets of 2+ hidden layers; "on"; "off"
     seed: int = 0
+    seeds: int = 1  # replicas trained together as one population trial, seeds seed, seed+1, ... (--set seeds=N)
     # Data (built once on the driver; a trial only checks it got what it asked for)
     n_points: int = 100_000
     noise: float = 0.3
@@ -54,7 +65,7 @@ class RegressionConfig:
                 f"widths={'-'.join(map(str, self.widths))} has {sum(self.widths)} hidden units, over the budget of "
                 f"{HIDDEN_UNIT_BUDGET}; choose widths summing to at most {HIDDEN_UNIT_BUDGET}"
             )
-        for key in ("epochs", "batch_size", "n_points"):
+        for key in ("epochs", "batch_size", "n_points", "seeds"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key}={getattr(self, key)} must be a positive integer")
         if self.lr <= 0:
@@ -84,61 +95,77 @@ def derived_params(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                    batch_size: int, generator: torch.Generator) -> float:
-    """One pass over (x, y) in random order; returns the mean training MSE (scaled units)."""
+def train_one_epoch(model: Population, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                    batch_size: int, generators: list[torch.Generator]) -> torch.Tensor:
+    """One pass over (x, y) for every replica, each in its own random order (replica p's from
+    `generators[p]`); returns each replica's mean training MSE in scaled units, [P], on the device."""
     model.train()
-    order = torch.randperm(len(x), generator=generator, device=x.device)
-    loss_sum = torch.zeros((), device=x.device)
+    perms = replica_permutations(len(x), generators, x.device)
+    loss_sum = torch.zeros(model.size, device=x.device)
     for start in range(0, len(x), batch_size):
-        idx = order[start:start + batch_size]
-        loss = nn.functional.mse_loss(model(x[idx]), y[idx])
+        losses = per_replica_mse(model(replica_batch(x, perms, start, batch_size)), replica_batch(y, perms, start, batch_size))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        losses.sum().backward()  # the sum: each replica gets its own run's gradient
         optimizer.step()
-        loss_sum += loss.detach() * len(idx)
-    return loss_sum.item() / len(x)  # the one host sync of the epoch
+        loss_sum += losses.detach() * min(batch_size, len(x) - start)
+    return loss_sum / len(x)
 
 
 @torch.no_grad()
-def evaluate_rmse(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 8192) -> float:
-    """Root mean squared error in the scaled units of y."""
+def evaluate_rmse(model: Population, x: torch.Tensor, y: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
+    """Each replica's root mean squared error in the scaled units of y, [P], on the device."""
     model.eval()
-    squared = sum(((model(x[i:i + batch_size]) - y[i:i + batch_size]) ** 2).sum() for i in range(0, len(x), batch_size))
-    return math.sqrt(float(squared) / len(x))
+    squared = torch.zeros(model.size, device=x.device)
+    for i in range(0, len(x), batch_size):
+        out = model(x[i:i + batch_size].expand(model.size, -1, -1))
+        squared += ((out - y[i:i + batch_size]) ** 2).sum(dim=(1, 2))
+    return (squared / len(x)).sqrt()
 
 
 def train_regression(config: dict[str, Any], data: dict[str, np.ndarray], session) -> None:
     cfg = from_dict(RegressionConfig, config)
-    torch.manual_seed(cfg.seed)
+    seeds = [cfg.seed + i for i in range(cfg.seeds)]
     x_train, y_train = torch.tensor(data["x_train"]), torch.tensor(data["y_train"])
     x_test, y_test = torch.tensor(data["x_test"]), torch.tensor(data["y_test"])
     y_std = float(data["y_std"])
 
-    model = build_regressor(cfg)
+    model = build_population(lambda: build_regressor(cfg), seeds)  # replica p: torch.manual_seed(seeds[p]); build
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
-                                weight_decay=cfg.weight_decay)
+                                weight_decay=cfg.weight_decay)  # element-wise: the replicas stay independent
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs) if cfg.lr_schedule == "cosine"
                  else torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0))
-    generator = torch.Generator().manual_seed(cfg.seed)
-    start_epoch, train_s = load_training_state(session.restore(), model, optimizer, scheduler, generator)
+    generators = data_generators(seeds)
+    start_epoch, train_s = load_training_state(session.restore(), model, optimizer, scheduler, generators)
+    snapshot_every = max(1, cfg.epochs // 20)  # the replicas table goes to MLflow ~20 times per trial
 
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
+        lr = optimizer.param_groups[0]["lr"]  # this epoch's (the schedule steps after it)
         t0 = time.perf_counter()
-        train_mse = train_one_epoch(model, optimizer, x_train, y_train, cfg.batch_size, generator)
+        train_mse = train_one_epoch(model, optimizer, x_train, y_train, cfg.batch_size, generators)
         scheduler.step()
+        train_mse = train_mse.tolist()  # the one host sync of the epoch
         epoch_s = time.perf_counter() - t0  # training only; evaluation is not timed
         train_s += epoch_s
-        test_rmse = evaluate_rmse(model, x_test, y_test) * y_std if math.isfinite(train_mse) else math.nan
-        metrics = {
-            "train/loss": train_mse,
-            "train/rmse": math.sqrt(train_mse) * y_std if train_mse >= 0 else math.nan,
-            "test/rmse": test_rmse,
+        test_rmse = [v * y_std if math.isfinite(m) else math.nan
+                     for v, m in zip(evaluate_rmse(model, x_test, y_test).tolist(), train_mse)]
+        train_rmse = [math.sqrt(v) * y_std if v >= 0 else math.nan for v in train_mse]  # NaN >= 0 is False
+        metrics = {  # the mean over the replicas that have not diverged (a single network: its values)
+            "train/loss": replica_mean(train_mse),
+            "train/lr": lr,
+            "train/rmse": replica_mean(train_rmse),
+            "test/rmse": replica_mean(test_rmse),
             "time/epoch_s": epoch_s,
             "time/train_s": train_s,
         }
-        state_fn = lambda: training_state(model, optimizer, scheduler, generator, epoch, train_s)  # noqa: E731
-        if not session.report(metrics, epoch, state_fn):
+        artifacts = None
+        if len(seeds) > 1:
+            metrics.update({"train/loss_std": replica_std(train_mse), "test/rmse_std": replica_std(test_rmse),
+                            "population/diverged": sum(not math.isfinite(v) for v in train_mse)})
+            if epoch % snapshot_every == 0 or epoch == cfg.epochs:
+                artifacts = {REPLICAS_TABLE: pd.DataFrame({"seed": seeds, "train/loss": train_mse,
+                                                           "train/rmse": train_rmse, "test/rmse": test_rmse})}
+        state_fn = lambda: training_state(model, optimizer, scheduler, generators, epoch, train_s)  # noqa: E731
+        if not session.report(metrics, epoch, state_fn, artifacts=artifacts):
             return
 
 

@@ -1,0 +1,89 @@
+"""Population trials through the studies' own loops: `seeds=N` trains N replicas in one trial that match N
+separate runs, and the runner turns `--set seeds=N` into one population trial only where the model fuses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sweeps.registry import load_study
+from sweeps.runner import _grid_configs, build_parser, resolve_plan
+from trainables.config import ConfigError, from_dict
+from trainables.eggholder import make_dataset
+from trainables.image_classification import ClassifyConfig, train_classifier
+from trainables.population import REPLICAS_TABLE
+from trainables.regression import train_regression
+from trainables.session import LocalSession
+from trainables.vision_data import Split, VisionData
+
+
+def _tiny_images(n_train=96, n_test=40) -> VisionData:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, n_train + n_test)
+    images = rng.integers(0, 60, (n_train + n_test, 1, 28, 28)).astype(np.uint8)
+    for c in range(10):  # a learnable signal: a bright row per class
+        images[labels == c, 0, 2 * c + 3, :] = 250
+    split = lambda a, b: Split(images[a:b], labels[a:b].astype(np.int64))  # noqa: E731
+    return VisionData("fake", 10, (0.2,), (0.3,), split(0, n_train), split(0, 0), split(n_train, n_train + n_test))
+
+
+def _run(trial, config, data, epochs):
+    session = LocalSession(epochs=epochs)
+    trial(config, data, session)
+    return session
+
+
+def test_lenet_population_matches_separate_runs():
+    """LeNet-5 with batch norm and dropout: each replica of a 2-seed population trial trains exactly as the
+    single-seed trial of its seed (same losses, accuracies), and the means are what the run records."""
+    data = _tiny_images()
+    config = {"dataset": "mnist", "model": "lenet5", "epochs": 2, "batch_size": 16, "lr": 0.05,
+              "batch_norm": True, "dropout_hidden": 0.5, "optimizer": "nesterov"}
+    fused = _run(train_classifier, {**config, "seeds": 2}, data, 2)
+    separate = [_run(train_classifier, {**config, "seed": s}, data, 2) for s in (0, 1)]
+    table = fused.artifacts[REPLICAS_TABLE]
+    assert list(table["seed"]) == [0, 1]
+    for i, run in enumerate(separate):
+        for key in ("train/loss", "train/accuracy", "test/loss", "test/accuracy"):
+            assert table[key].iloc[i] == pytest.approx(run.history[-1][key], rel=1e-4, abs=1e-5), key
+    for epoch in range(2):
+        losses = [run.history[epoch]["train/loss"] for run in separate]
+        assert fused.history[epoch]["train/loss"] == pytest.approx(np.mean(losses), rel=1e-4)
+        assert fused.history[epoch]["train/loss_std"] == pytest.approx(np.std(losses, ddof=1), rel=1e-3, abs=1e-6)
+    assert fused.history[-1]["population/diverged"] == 0
+    assert separate[0].history[-1]["train/loss"] != pytest.approx(separate[1].history[-1]["train/loss"], rel=1e-6)
+
+
+def test_regression_population_matches_separate_runs():
+    data = make_dataset(1500, seed=2)
+    config = {"widths": "32-16", "epochs": 3, "batch_size": 100}
+    fused = _run(train_regression, {**config, "seeds": 3}, data, 3)
+    separate = [_run(train_regression, {**config, "seed": s}, data, 3) for s in (0, 1, 2)]
+    table = fused.artifacts[REPLICAS_TABLE]
+    np.testing.assert_allclose(table["test/rmse"], [r.history[-1]["test/rmse"] for r in separate], rtol=1e-4)
+    assert fused.history[-1]["test/rmse"] == pytest.approx(np.mean(table["test/rmse"]))
+
+
+def test_a_population_whose_replicas_all_diverge_is_recorded_as_diverged():
+    """(Replicas are independent, so one diverging leaves the others training: tests/test_population.py.)"""
+    data = make_dataset(1000, seed=1)
+    session = _run(train_regression, {"widths": "256-128-128", "epochs": 10, "lr": 1e4, "seeds": 2}, data, 10)
+    assert session.history[-1]["diverged"] == 1 and len(session.history) < 10
+
+
+def test_seeds_become_one_population_trial_only_where_the_model_fuses():
+    def plan(study, *args):
+        s = load_study(study)
+        return resolve_plan(s, build_parser(s).parse_args(["--preset", "smoke", *args]))
+
+    fused = plan("depth_width", "--set", "seeds=3")
+    assert fused.base["seeds"] == 3 and "seed" not in fused.space
+    assert len(_grid_configs(fused)) == 3  # the 3 networks, each one trial of 3 replicas
+    big = plan("cyclic_lr", "--set", "seeds=2")  # MiniGoogLeNet: one trial per seed
+    assert big.base.get("seeds", 1) == 1 and big.space["seed"] == [0, 1]
+    small = plan("cyclic_lr", "--set", "seeds=2", "--set", "model=lenet5")
+    assert small.base["seeds"] == 2 and "seed" not in small.space
+    ddp = plan("depth_width", "--set", "seeds=2", "--workers", "1")  # a DDP job keeps one trial per seed
+    assert ddp.space["seed"] == [0, 1]
+    with pytest.raises(ConfigError, match="population"):
+        from_dict(ClassifyConfig, {"model": "resnet20", "dataset": "cifar10", "seeds": 2})
