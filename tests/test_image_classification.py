@@ -72,8 +72,8 @@ def _state_after_first_epoch(config, data):
         def restore(self):
             return None
 
-        def report(self, metrics, epoch, state_fn=None):
-            session.report(metrics, epoch, state_fn)
+        def report(self, metrics, epoch, state_fn=None, artifacts=None):
+            session.report(metrics, epoch, state_fn, artifacts)
             return False
 
     train_classifier(config, data, StopAfterOne())
@@ -136,8 +136,8 @@ def test_cyclic_batch_size_and_cyclic_lr_resume(fashion_dir):
         def restore(self):
             return None
 
-        def report(self, metrics, epoch, state_fn=None):
-            state.report(metrics, epoch, state_fn)
+        def report(self, metrics, epoch, state_fn=None, artifacts=None):
+            state.report(metrics, epoch, state_fn, artifacts)
             return epoch < 2
 
     train_classifier(full, data, StopAfterTwo())
