@@ -56,9 +56,9 @@ def per_network(runs: pd.DataFrame) -> pd.DataFrame:
 def _title_note(runs: pd.DataFrame) -> str:
     ok, dropped = _usable(runs)
     seeds = int(ok.groupby("widths").size().max()) if len(ok) else 0
+    population = "seeds" in runs and (runs["seeds"].fillna(1).astype(int) > 1).any()
     notes = [f"{seeds} seeds per network (mean, band ±1 std)" if seeds > 1 else ""]
-    if "seeds" in runs and (runs["seeds"].fillna(1).astype(int) > 1).any():
-        notes.append("seeds trained together as one population trial: its time is that of all its seeds")
+    notes.append("seeds trained as one population: time of all seeds" if population else "")
     notes.append(f"{dropped} diverged/failed trial(s) left out" if dropped else "")
     return "; ".join(n for n in notes if n)
 
@@ -127,7 +127,7 @@ def _finish(ax, xlabel: str, ylabel: str, title: str, note: str) -> None:
         ax.legend(fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title + (f"\n({note})" if note else ""), fontsize=10)
+    ax.set_title(title + ("\n" + note.replace("; ", "\n") if note else ""), fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
 
 
