@@ -34,17 +34,16 @@ def test_pinned_to_the_installed_ray():
 # --- TuneTerminalReporter._start_end_verbosity ---------------------------------------------------
 
 @pytest.fixture
-def reporter_class():
-    """TuneTerminalReporter, restored afterwards to the class attributes it had."""
-    from ray.tune.experimental.output import TuneTerminalReporter
+def reporter_class(monkeypatch):
+    """TuneTerminalReporter with Ray 2.60's own `_start_end_verbosity` (AirVerbosity.DEFAULT): a sweep run
+    earlier in this process (a test calling sweeps.runner.main) has already quieted it. Restored afterwards."""
+    from ray.tune.experimental.output import AirVerbosity, TuneTerminalReporter
 
-    own = vars(TuneTerminalReporter).get("_start_end_verbosity", None)
-    had_own = "_start_end_verbosity" in vars(TuneTerminalReporter)
-    yield TuneTerminalReporter
-    if had_own:
-        TuneTerminalReporter._start_end_verbosity = own
-    elif "_start_end_verbosity" in vars(TuneTerminalReporter):
-        del TuneTerminalReporter._start_end_verbosity
+    ray_classes = [k for k in TuneTerminalReporter.__mro__ if k.__module__.startswith("ray.")]
+    assert any("_start_end_verbosity = AirVerbosity.DEFAULT" in inspect.getsource(k) for k in ray_classes), \
+        "Ray changed TuneTerminalReporter's own _start_end_verbosity: re-check quiet_trial_start_end()"
+    monkeypatch.setattr(TuneTerminalReporter, "_start_end_verbosity", AirVerbosity.DEFAULT)
+    return TuneTerminalReporter
 
 
 def test_start_end_verbosity_exists_and_gates_the_trial_boxes(reporter_class, capsys):
