@@ -173,14 +173,13 @@ def train_one_epoch(
     if isinstance(generator, list):  # a population: each replica's own order, [P, n]
         perm = replica_permutations(n, generator, data.images.device)
         batches = (perm[:, i : i + batch_size] for i in range(0, n, batch_size))
-        return train_steps(model, optimizer, data, batches, generator, augment=augment, scheduler=scheduler,
-                           amp=amp, channels_last=channels_last, chunks=chunks)
-    perm = torch.randperm(n, device=data.images.device, generator=generator)
-    rank, world = shard
-    if world > 1:
-        perm = perm[: n - n % world][rank::world]
-        n = len(perm)
-    batches = (perm[i : i + batch_size] for i in range(0, n, batch_size))
+    else:
+        perm = torch.randperm(n, device=data.images.device, generator=generator)
+        rank, world = shard
+        if world > 1:
+            perm = perm[: n - n % world][rank::world]
+            n = len(perm)
+        batches = (perm[i : i + batch_size] for i in range(0, n, batch_size))
     return train_steps(model, optimizer, data, batches, generator, augment=augment, scheduler=scheduler, amp=amp,
                        channels_last=channels_last, chunks=chunks)
 

@@ -57,7 +57,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
 import torch
 
 from trainables.augment import batch_augment, eval_transform
@@ -67,7 +66,7 @@ from trainables.model_stats import model_summary
 from trainables.models import ACTIVATIONS, MODELS, WEIGHT_INITS, build_model
 from trainables.optimizers import OPTIMIZERS, build_optimizer
 from trainables.paleo import achieved_flops, peak_flops
-from trainables.population import REPLICAS_TABLE, build_population, data_generators, replica_mean, replica_std
+from trainables.population import build_population, data_generators, replica_mean, replica_report
 from trainables.schedules import (BATCH_POLICIES, CYCLIC, LR_POLICIES, IndexStream, base_lr, batch_range,
                                   build_schedule, cyclic_batch_size, initial_lr, is_power_of_two, range_factor)
 from trainables.session import load_training_state, training_state
@@ -432,10 +431,8 @@ def train_classifier(config: dict[str, Any], data: VisionData, session) -> None:
                 metrics[f"{name}/loss"], metrics[f"{name}/accuracy"] = result["loss"], result["accuracy"]
         artifacts = None
         if population:
-            metrics.update({f"{key}_std": replica_std(values) for key, values in replicas.items()})
-            metrics["population/diverged"] = sum(not math.isfinite(v) for v in replicas["train/loss"])
-            if stage % max(1, cfg.stages // 20) == 0 or stage == cfg.stages:  # ~20 snapshots of the table
-                artifacts = {REPLICAS_TABLE: pd.DataFrame({"seed": seeds, **replicas})}
+            spread, artifacts = replica_report(replicas, seeds, stage, cfg.stages)
+            metrics.update(spread)
         state_fn = None if cfg.range_test else (  # noqa: E731
             lambda: {**training_state(model, optimizer, scheduler, generator, stage, train_s),
                      "samples_seen": samples_seen})

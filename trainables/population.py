@@ -548,6 +548,19 @@ def replica_mean(values: Sequence[float]) -> float:
     return sum(finite) / len(finite) if finite else math.nan
 
 
+def replica_report(replicas: dict[str, list[float]], seeds: Sequence[int], step: int,
+                   steps: int) -> tuple[dict[str, float], dict | None]:
+    """What a population trial reports beside the means of `replicas` (metric -> each replica's value, with
+    "train/loss"): the std of each over the replicas, how many diverged, and, about 20 times per trial and at
+    its last step, every replica's values as the artifact REPLICAS_TABLE (None at the other steps)."""
+    import pandas as pd
+
+    metrics = {f"{key}_std": replica_std(values) for key, values in replicas.items()}
+    metrics["population/diverged"] = sum(not math.isfinite(v) for v in replicas["train/loss"])
+    due = step % max(1, steps // 20) == 0 or step == steps
+    return metrics, ({REPLICAS_TABLE: pd.DataFrame({"seed": list(seeds), **replicas})} if due else None)
+
+
 def replica_std(values: Sequence[float]) -> float:
     """The sample standard deviation over the replicas that have not diverged (0 for fewer than two)."""
     finite = [v for v in values if math.isfinite(v)]

@@ -27,14 +27,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
 from trainables.config import ConfigError, from_dict
 from trainables.models import build_model, count_parameters
-from trainables.population import (REPLICAS_TABLE, Population, build_population, data_generators, per_replica_mse,
-                                   replica_batch, replica_mean, replica_permutations, replica_std)
+from trainables.population import (Population, build_population, data_generators, per_replica_mse, replica_batch,
+                                   replica_mean, replica_permutations, replica_report)
 from trainables.session import load_training_state, training_state
 
 HIDDEN_UNIT_BUDGET = 512
@@ -136,7 +135,6 @@ def train_regression(config: dict[str, Any], data: dict[str, np.ndarray], sessio
                  else torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0))
     generators = data_generators(seeds)
     start_epoch, train_s = load_training_state(session.restore(), model, optimizer, scheduler, generators)
-    snapshot_every = max(1, cfg.epochs // 20)  # the replicas table goes to MLflow ~20 times per trial
 
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         lr = optimizer.param_groups[0]["lr"]  # this epoch's (the schedule steps after it)
@@ -159,11 +157,9 @@ def train_regression(config: dict[str, Any], data: dict[str, np.ndarray], sessio
         }
         artifacts = None
         if len(seeds) > 1:
-            metrics.update({"train/loss_std": replica_std(train_mse), "test/rmse_std": replica_std(test_rmse),
-                            "population/diverged": sum(not math.isfinite(v) for v in train_mse)})
-            if epoch % snapshot_every == 0 or epoch == cfg.epochs:
-                artifacts = {REPLICAS_TABLE: pd.DataFrame({"seed": seeds, "train/loss": train_mse,
-                                                           "train/rmse": train_rmse, "test/rmse": test_rmse})}
+            spread, artifacts = replica_report({"train/loss": train_mse, "train/rmse": train_rmse,
+                                                "test/rmse": test_rmse}, seeds, epoch, cfg.epochs)
+            metrics.update(spread)
         state_fn = lambda: training_state(model, optimizer, scheduler, generators, epoch, train_s)  # noqa: E731
         if not session.report(metrics, epoch, state_fn, artifacts=artifacts):
             return
