@@ -119,16 +119,23 @@ def metric_history(sweep: Sweep, key: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run_id", "step", "value"])
 
 
+def _populations(runs: pd.DataFrame) -> pd.Series:
+    """Which runs are population trials (several replicas in one run: seeds > 1, or a population of methods)."""
+    size = runs["population/size"].fillna(1) if "population/size" in runs else pd.Series(1, index=runs.index)
+    seeds = pd.to_numeric(runs["seeds"], errors="coerce").fillna(1) if "seeds" in runs else 1
+    return ((size > 1) | (seeds > 1)) & (runs.get("trial_status", pd.Series("", index=runs.index)) != "error")
+
+
 def per_replica(runs: pd.DataFrame, table: str = "replicas.csv") -> pd.DataFrame:
-    """One row per replica: each population trial (a run with seeds > 1) is expanded into the rows of its
-    replicas table artifact (their columns, e.g. seed and final metrics, replace the run's); other runs stay
-    as they are. Needs `runs.attrs["tracking_uri"]` (set by the runner and `python -m analysis`)."""
+    """One row per replica: each population trial is expanded into the rows of its replicas table artifact
+    (their columns, e.g. seed, optimizer and final metrics, replace the run's); other runs stay as they are.
+    Needs `runs.attrs["tracking_uri"]` (set by the runner and `python -m analysis`)."""
     uri = runs.attrs.get("tracking_uri")
-    if runs.empty or "seeds" not in runs or not uri or not (runs["seeds"].fillna(1).astype(int) > 1).any():
+    if runs.empty or not uri or not _populations(runs).any():
         return runs
     rows = []
-    for _, run in runs.iterrows():
-        if int(run.get("seeds", 1) or 1) <= 1 or run.get("trial_status") == "error":
+    for (_, run), population in zip(runs.iterrows(), _populations(runs)):
+        if not population:
             rows.append(run.to_dict())
             continue
         try:
@@ -140,6 +147,38 @@ def per_replica(runs: pd.DataFrame, table: str = "replicas.csv") -> pd.DataFrame
     expanded = pd.DataFrame(rows)
     expanded.attrs.update(runs.attrs)
     return expanded
+
+
+def replica_curves(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One row per (replica, epoch): the run's columns (a population trial's replica columns, e.g. seed and
+    optimizer, replace them), "step" and each metric of `keys`. Ordinary runs give their MLflow metric
+    histories, population trials their `replica_history.csv` artifact, so a figure drawn from this table does
+    not depend on whether replicas were fused. Needs `runs.attrs["tracking_uri"]`."""
+    uri = runs.attrs.get("tracking_uri")
+    if runs.empty or not uri:
+        return pd.DataFrame(columns=[*runs.columns, "step", *keys])
+    client = MlflowClient(uri)
+    rows = []
+    for (_, run), population in zip(runs.iterrows(), _populations(runs)):
+        base = run.drop(labels=[k for k in keys if k in run.index]).to_dict()
+        if population:
+            try:
+                history = trial_artifact(uri, run["run_id"], "replica_history.csv")
+                rows.extend({**base, **row} for row in history.to_dict("records"))
+                continue
+            except (OSError, MlflowException):  # no history kept: fall back to the run's means
+                pass
+        steps: dict[int, dict] = {}
+        for key in keys:
+            for m in client.get_metric_history(run["run_id"], key):
+                steps.setdefault(m.step, {})[key] = m.value
+        rows.extend({**base, "step": step, **values} for step, values in sorted(steps.items()))
+    curves = pd.DataFrame(rows)
+    for key in keys:
+        if key not in curves:
+            curves[key] = float("nan")
+    curves.attrs.update(runs.attrs)
+    return curves
 
 
 def trial_artifact(tracking_uri: str, run_id: str, path: str):
@@ -169,4 +208,4 @@ def log_artifacts(tracking_uri: str, run_id: str, paths: list[Path], artifact_pa
 
 
 __all__ = ["Sweep", "RecordsError", "load_sweep", "metric_history", "default_tracking_uri", "ui_hint",
-           "log_artifacts", "find_parent_run", "find_sweep", "sweep_study", "trial_artifact", "per_replica"]
+           "log_artifacts", "find_parent_run", "find_sweep", "sweep_study", "trial_artifact", "per_replica", "replica_curves"]

@@ -60,8 +60,8 @@ def metric_items(result: dict[str, Any]) -> list[tuple[str, float]]:
 
 
 def param_value(value: Any) -> str:
-    if isinstance(value, (tuple, list)):
-        return "-".join(map(str, value))
+    if isinstance(value, (tuple, list)):  # as the runner encodes them: '64-32' (integers), 'adam,sgd' (others)
+        return ("-" if all(isinstance(v, int) for v in value) else ",").join(map(str, value))
     return str(value)
 
 

@@ -84,6 +84,14 @@ def build_parser(study: Study) -> argparse.ArgumentParser:
                        help="with --scheduler asha: the time ASHA's rungs count, epochs or one of the study's "
                             f"cumulative counts ({', '.join(f'{k}: {v[0]}' for k, v in study.asha_times.items())}); "
                             "default epoch")
+    if study.population is not None:
+        p.add_argument("--population", default="auto", choices=["auto", "on", "off"],
+                       help="with --set seeds=N (and the study's population axes"
+                            f"{': ' + ', '.join(study.population_axes) if study.population_axes else ''}): train them "
+                            "fused as one population "
+                            "trial (on), as separate trials (off), or fused where that is faster (auto: trials with a "
+                            f"GPU{', or any trial of this study: its models are tiny' if study.population_on_cpu else ''}"
+                            "; default auto)")
     p.add_argument("--max-concurrent", type=int, default=None, help="at most this many trials at once")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial, fractions allowed (default 0)")
@@ -113,8 +121,8 @@ def build_parser(study: Study) -> argparse.ArgumentParser:
                    help="checkpoint a trial every N epochs and at its last (default 10; 0 = never)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help=f"override one config value (repeatable); a swept key is then fixed. "
-                        f"'seeds=N' trains every config with N replicate seeds (small models: as one population "
-                        f"trial of N replicas; others: one trial per seed). Keys: "
+                        f"'seeds=N' trains every config with N replicate seeds (one trial per seed, or one population "
+                        f"trial of N replicas where the model fuses: see --population). Keys: "
                         f"{', '.join(to_dict(study.config_cls()))}")
     return p
 
@@ -152,10 +160,13 @@ def resolve_plan(study: Study, args: argparse.Namespace) -> Plan:
             continue
         base[key] = parse_value(study.config_cls, key, text)
         space.pop(key, None)  # a value given on the command line pins that axis
-    fused = (seeds > 1 and study.population is not None and args.workers is None and study.ddp_overrides is None
-             and study.population(base))
-    if fused:  # the N seeds of a config train together in one process: one trial, one MLflow run
+    axes = {key: field for key, field in study.population_axes.items()
+            if isinstance(space.get(key), list) and len(space[key]) > 1}
+    fused = (seeds > 1 or bool(axes)) and fuse_population(study, args, base)
+    if fused:  # the N seeds of a config (and the values of its population axes) train together: one trial, one run
         base["seeds"] = seeds
+        for key, field in axes.items():
+            base[field] = tuple(space.pop(key))
     from_dict(study.config_cls, base)  # validates the base config as a whole
     for key, values in space.items():
         if isinstance(values, list):
@@ -185,9 +196,27 @@ def resolve_plan(study: Study, args: argparse.Namespace) -> Plan:
                 ddp)
 
 
+def fuse_population(study: Study, args: argparse.Namespace, base: dict[str, Any]) -> bool:
+    """Whether replicas (seeds) of a config train fused in one population trial: where the study's models fuse
+    (`Study.population`), outside DDP, and as --population asks: on, off, or auto = where it is faster (on a GPU,
+    where one small model leaves the device idle; on a CPU only for the tiny models of `population_on_cpu`
+    studies: fusing LeNet-5 or a 2x1000 MLP is ~1.3-1.5x slower on a CPU than separate runs, bench/population.py)."""
+    policy = getattr(args, "population", "off")
+    possible = (study.population is not None and args.workers is None and study.ddp_overrides is None
+                and study.population(base))
+    if policy == "on" and not possible:
+        raise UsageError(f"--population on: {study.name}'s trials with this config cannot train as one population "
+                         f"(a model trainables.population does not fuse, or DDP); use --population off")
+    if policy == "off" or not possible:
+        return False
+    return policy == "on" or args.gpus_per_trial > 0 or study.population_on_cpu
+
+
 def _encode(value: Any) -> Any:
-    """Tune's param space holds plain values; tuples travel as '64-32' strings."""
-    return "-".join(map(str, value)) if isinstance(value, tuple) else value
+    """Tune's param space holds plain values; tuples travel as strings: '64-32' (integers), 'adam,sgd' (others)."""
+    if not isinstance(value, tuple):
+        return value
+    return "-".join(map(str, value)) if all(isinstance(v, int) for v in value) else ",".join(map(str, value))
 
 
 def param_space(plan: Plan, search: str) -> dict[str, Any]:

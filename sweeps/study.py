@@ -96,6 +96,12 @@ class Study:
     prepare: Callable[[dict, Context], dict] | None = None
     # analyze(base config, Context) -> Analysis: the step of an `analysis_only` preset (trains nothing).
     analyze: Callable[[dict, Context], Analysis] | None = None
-    # population(config) -> True when the config's replicate seeds (--set seeds=N) train as one population trial
+    # population(config) -> True when the config's replicate seeds (--set seeds=N) can train as one population trial
     # (the config class then has a `seeds` field: N replicas in one process); else each seed is its own trial.
     population: Callable[[dict], bool] | None = None
+    # Fusing is faster on a CPU too (tiny models, where per-step overhead dominates): --population auto fuses
+    # there as well; otherwise auto fuses only trials that get a GPU (runner.fuse_population).
+    population_on_cpu: bool = False
+    # Swept keys whose values may differ between the replicas of one population trial -> the config field that
+    # then holds the list (e.g. {"optimizer": "optimizers"}: the methods of a grid train as one population).
+    population_axes: dict[str, str] = field(default_factory=dict)

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from sweeps.registry import load_study
-from sweeps.runner import _grid_configs, build_parser, resolve_plan
+from sweeps.runner import UsageError, _grid_configs, build_parser, resolve_plan
 from trainables.config import ConfigError, from_dict
 from trainables.eggholder import make_dataset
-from trainables.image_classification import ClassifyConfig, train_classifier
-from trainables.population import REPLICAS_TABLE
+from trainables.image_classification import BATCHNORM_TABLE, ClassifyConfig, train_classifier
+from trainables.population import REPLICA_HISTORY, REPLICAS_TABLE
 from trainables.regression import train_regression
 from trainables.session import LocalSession
 from trainables.vision_data import Split, VisionData
@@ -54,6 +54,31 @@ def test_lenet_population_matches_separate_runs():
     assert separate[0].history[-1]["train/loss"] != pytest.approx(separate[1].history[-1]["train/loss"], rel=1e-6)
 
 
+def test_a_population_of_optimizers_matches_separate_runs():
+    """optimizers=(a, b) with seeds=2: four replicas in one trial, each the separate run of its method, lr and
+    seed (RMSProp-Nesterov is this project's own optimizer; weight decay and dropout on), epoch by epoch; the
+    replica tables name each replica, and its batch-norm gamma/beta are those of the separate run."""
+    data = _tiny_images()
+    config = {"dataset": "mnist", "model": "mlp", "widths": "32-32", "epochs": 3, "batch_size": 16,
+              "weight_decay": 1e-3, "dropout_hidden": 0.3, "batch_norm": True, "lr_policy": "cosine"}
+    groups = [("adagrad", 0.02), ("rmsprop_nesterov", 0.002)]
+    fused = _run(train_classifier, {**config, "seeds": 2, "optimizers": "adagrad,rmsprop_nesterov",
+                                    "lrs": "0.02,0.002"}, data, 3)
+    history = fused.artifacts[REPLICA_HISTORY]
+    bn = fused.artifacts[BATCHNORM_TABLE]
+    assert list(fused.artifacts[REPLICAS_TABLE]["optimizer"]) == ["adagrad"] * 2 + ["rmsprop_nesterov"] * 2
+    assert fused.history[-1]["population/size"] == 4
+    for p, ((name, lr), seed) in enumerate((g, s) for g in groups for s in (0, 1)):
+        run = _run(train_classifier, {**config, "optimizer": name, "lr": lr, "seed": seed}, data, 3)
+        mine = history[(history["optimizer"] == name) & (history["seed"] == seed)].sort_values("step")
+        assert list(mine["step"]) == [1, 2, 3]
+        for key in ("train/loss", "test/loss", "test/accuracy"):
+            np.testing.assert_allclose(mine[key], [h[key] for h in run.history], rtol=1e-4, atol=1e-5, err_msg=key)
+        alone = run.artifacts[BATCHNORM_TABLE]
+        np.testing.assert_allclose(bn[bn["replica"] == p]["gamma"], alone["gamma"], rtol=1e-4, atol=1e-5)
+    assert history.groupby("optimizer")["train/loss"].last().nunique() == 2  # the methods did differ
+
+
 def test_regression_population_matches_separate_runs():
     data = make_dataset(1500, seed=2)
     config = {"widths": "32-16", "epochs": 3, "batch_size": 100}
@@ -81,8 +106,14 @@ def test_seeds_become_one_population_trial_only_where_the_model_fuses():
     assert len(_grid_configs(fused)) == 3  # the 3 networks, each one trial of 3 replicas
     big = plan("cyclic_lr", "--set", "seeds=2")  # MiniGoogLeNet: one trial per seed
     assert big.base.get("seeds", 1) == 1 and big.space["seed"] == [0, 1]
-    small = plan("cyclic_lr", "--set", "seeds=2", "--set", "model=lenet5")
-    assert small.base["seeds"] == 2 and "seed" not in small.space
+    small = plan("cyclic_lr", "--set", "seeds=2", "--set", "model=lenet5")  # LeNet-5 fuses, but on a CPU
+    assert small.space["seed"] == [0, 1]  # separate trials are faster there (--population auto)
+    for flags in (["--gpus-per-trial", "0.5"], ["--population", "on"]):
+        small = plan("cyclic_lr", "--set", "seeds=2", "--set", "model=lenet5", *flags)
+        assert small.base["seeds"] == 2 and "seed" not in small.space
+    assert plan("depth_width", "--set", "seeds=3", "--population", "off").space["seed"] == [0, 1, 2]
+    with pytest.raises(UsageError, match="--population on"):
+        plan("cyclic_lr", "--set", "seeds=2", "--population", "on")  # MiniGoogLeNet does not fuse
     ddp = plan("depth_width", "--set", "seeds=2", "--workers", "1")  # a DDP job keeps one trial per seed
     assert ddp.space["seed"] == [0, 1]
     with pytest.raises(ConfigError, match="population"):

@@ -147,3 +147,21 @@ def test_download_through_real_torchvision_path(tmp_path, registry):
     assert sorted(p.name for p in (root / "LocalMNIST" / "raw").iterdir()) == sorted(
         p.name for p in (served / "src" / "raw").iterdir())  # only the idx files, no archives
     assert [p.name for p in root.iterdir() if p.name.startswith(".download")] == []
+
+
+def test_digits_is_scikit_learns_digits_at_28x28_split_by_class():
+    from sklearn.datasets import load_digits
+
+    from trainables.digits import upsample
+
+    data = load_vision_data("digits", val_size=100)
+    assert data.train.images.shape[1:] == (1, 28, 28) and data.train.images.dtype == np.uint8
+    assert len(data.train.labels) + len(data.val.labels) + len(data.test.labels) == 1797
+    counts = np.bincount(data.test.labels, minlength=10)
+    assert counts.min() >= 35 and counts.max() <= 37  # a stratified 20% of ~180 images per class
+    # the upsampled image of a digit, shrunk back to 8x8, is that digit again (values 0..16 -> 0..255)
+    original = load_digits().images[0]
+    small = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(upsample(original[None]))[None].float(), 8)
+    assert np.corrcoef(small.flatten().numpy(), original.flatten())[0, 1] > 0.95
+    again = load_vision_data("digits", val_size=100)
+    assert np.array_equal(again.test.images, data.test.images)  # a fixed split

@@ -54,7 +54,7 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
     if origin is tuple:
         if isinstance(value, str):
             try:
-                value = parse_widths(value) if args[0] is int else tuple(value.split(","))
+                value = parse_widths(value) if args[0] is int else tuple(v.strip() for v in value.split(",") if v.strip())
             except ValueError:
                 raise ConfigError(f"{key}={value!r} is not a list of integers; use e.g. {key}=64-32") from None
         if not isinstance(value, (list, tuple)):

@@ -38,6 +38,15 @@ nothing), `time/epoch_s`, `time/train_s` (cumulative, training only), `perf/imag
 batch_m), `perf/tflops` (achieved, forward+backward = 3x forward) and, where the device's peak is known,
 `perf/ppp` (fraction of peak, PALEO); `time/iter_s` (mean step time of a worker) and
 `perf/steady_images_per_s` (over epochs 2.., i.e. after the warm-up epoch).
+Artifacts: a model with batch norm attaches `batchnorm.csv` (every layer's learned gamma and beta per
+channel and replica) at its last report and with every replicas table.
+
+Populations (mlp, lenet5; trainables.population): `seeds` = N trains N replicas with seeds seed..seed+N-1,
+fused; `optimizers` = (a, b, ...) trains one group of N replicas per method (each with its lr from `lrs`,
+`trainables.population.ReplicaGroupOptimizer`), every group on the same seeds, data orders and dropout
+masks as its separate runs would use. The metrics are then means over the replicas (with `_std`,
+`population/diverged`, `population/size`); each replica's values go to `replicas.csv` (columns seed and,
+with optimizers, optimizer and lr) and, every epoch so far, `replica_history.csv`.
 
 Divergence: an epoch whose mean training loss is NaN/inf or above 4 x ln(classes) (far worse than
 guessing) reports `train/loss` = inf (the number itself as `train/loss_raw`), so the session records the
@@ -63,16 +72,19 @@ from trainables.augment import batch_augment, eval_transform
 from trainables.classify import evaluate, train_one_epoch, train_steps
 from trainables.config import ConfigError, from_dict
 from trainables.model_stats import model_summary
-from trainables.models import ACTIVATIONS, MODELS, WEIGHT_INITS, build_model
+from trainables.models import ACTIVATIONS, MODELS, WEIGHT_INITS, batchnorm_layers, build_model
 from trainables.optimizers import OPTIMIZERS, build_optimizer
 from trainables.paleo import achieved_flops, peak_flops
-from trainables.population import build_population, data_generators, replica_mean, replica_report
+from trainables.population import (Population, ReplicaGroupOptimizer, build_population, data_generators, replica_mean,
+                                   replica_report)
 from trainables.schedules import (BATCH_POLICIES, CYCLIC, LR_POLICIES, IndexStream, base_lr, batch_range,
                                   build_schedule, cyclic_batch_size, initial_lr, is_power_of_two, range_factor)
 from trainables.session import load_training_state, training_state
 from trainables.vision_data import DATASETS, VisionData, load_vision_data, to_device
 
-IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32)}
+IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32),
+                "digits": (1, 28, 28)}
+BATCHNORM_TABLE = "batchnorm.csv"  # a trial's learned batch-norm gamma and beta (batchnorm_table): run artifact
 SMALL_MODELS = ("mlp", "lenet5")
 # Config keys that only some models take -> those models (a changed value for another model is a ConfigError).
 MODEL_OPTIONS = {"widths": ("mlp",), **{key: SMALL_MODELS for key in (
@@ -124,6 +136,10 @@ class ClassifyConfig:
     adam_beta1: float = 0.9  # adam, adamw: decay rate of the gradient average
     adam_beta2: float = 0.999  # adam, adamw: decay rate of the squared-gradient average
     eps: float = 0.0  # numerical-stability delta; 0 = the optimizer's usual (adagrad 1e-10, adadelta 1e-6, else 1e-8)
+    optimizers: tuple[str, ...] = ()  # mlp, lenet5: a population of methods, one replica group of `seeds` replicas
+    #   per name, all else shared (e.g. adam,adagrad; the runner's --population fuses a study's optimizer axis
+    #   into it); () = just `optimizer`
+    lrs: tuple[float, ...] = ()  # with optimizers: each group's learning rate, in order (() = `lr` for all)
     # --- learning-rate policy (trainables.schedules), stepped every optimizer step
     lr_policy: str = "constant"  # constant | multistep | cosine | triangular | triangular2 | exp_range | range
     lr_milestones: tuple[int, ...] = ()  # multistep: epochs at which the LR is multiplied by lr_gamma
@@ -173,8 +189,17 @@ class ClassifyConfig:
                     "dropout_hidden"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ConfigError(f"{key}={getattr(self, key)} must be in [0, 1)")
-        if self.optimizer in ("nesterov", "rmsprop_nesterov") and self.momentum == 0:
-            raise ConfigError(f"optimizer={self.optimizer} needs momentum > 0")
+        for name in (self.optimizer, *self.optimizers):
+            if name not in OPTIMIZERS:
+                raise ConfigError(f"optimizers: {name!r} is not one of {', '.join(OPTIMIZERS)}")
+            if name in ("nesterov", "rmsprop_nesterov") and self.momentum == 0:
+                raise ConfigError(f"optimizer={name} needs momentum > 0")
+        if self.lrs and (len(self.lrs) != len(self.optimizers) or min(self.lrs) <= 0):
+            raise ConfigError(f"lrs={self.lrs} must give one positive learning rate per name in optimizers="
+                              f"{self.optimizers}")
+        if self.optimizers and self.lr_policy in (*CYCLIC, "range"):
+            raise ConfigError(f"optimizers (a population of methods) takes lr_policy constant, multistep or cosine, "
+                              f"not {self.lr_policy}")
         if self.init_sigma <= 0 or any(w <= 0 for w in self.widths):
             raise ConfigError(f"init_sigma={self.init_sigma} and the widths {self.widths} must be positive")
         if self.stepsize <= 0 or not 0 < self.gamma <= 1:
@@ -194,9 +219,10 @@ class ClassifyConfig:
                 raise ConfigError("batch_policy=range needs batch_min and batch_max")
         if self.lr_policy == "range" and self.batch_policy == "range":
             raise ConfigError("lr_policy=range and batch_policy=range are two different range tests; pick one")
-        if self.seeds > 1 and not supports_population(self):
-            raise ConfigError(f"seeds={self.seeds} trains a population of {', '.join(sorted(SMALL_MODELS))} only, "
-                              f"outside the range tests; for model={self.model!r} give each seed its own trial")
+        if (self.seeds > 1 or self.optimizers) and not supports_population(self):
+            raise ConfigError(f"seeds={self.seeds}, optimizers={self.optimizers}: a population trains "
+                              f"{', '.join(sorted(SMALL_MODELS))} only, outside the range tests; for model="
+                              f"{self.model!r} give each seed and optimizer its own trial")
         self._check_model_options()
 
     def _check_model_options(self) -> None:
@@ -244,6 +270,12 @@ class ClassifyConfig:
             return self.chunks
         return max(self.chunks, math.ceil(batch / self.max_micro_batch))
 
+    def replica_groups(self) -> list[tuple[str, float]]:
+        """(optimizer, lr) of each group of `seeds` replicas: the `optimizers` population, else this one run's."""
+        if not self.optimizers:
+            return [(self.optimizer, initial_lr(self))]
+        return list(zip(self.optimizers, self.lrs or [initial_lr(self)] * len(self.optimizers)))
+
     def model_kwargs(self) -> dict[str, Any]:
         """The model options `build_model` takes for this config's model and data set."""
         if self.model not in SMALL_MODELS:
@@ -263,8 +295,9 @@ def check_runnable(cfg: ClassifyConfig, distributed: Any = None) -> None:
         raise ConfigError("batch_policy=cyclic needs batch_min and batch_max")
     if distributed is not None and cfg.range_test:
         raise ConfigError("the range tests (lr_policy=range, batch_policy=range) run in one process, not under DDP")
-    if distributed is not None and cfg.seeds > 1:
-        raise ConfigError(f"seeds={cfg.seeds}: a population trial runs in one process, not under DDP")
+    if distributed is not None and (cfg.seeds > 1 or cfg.optimizers):
+        raise ConfigError(f"seeds={cfg.seeds}, optimizers={cfg.optimizers}: a population trial runs in one process, "
+                          "not under DDP")
 
 
 def supports_population(cfg: ClassifyConfig | dict) -> bool:
@@ -300,11 +333,36 @@ def derived_params(config: dict[str, Any]) -> dict[str, Any]:
     return _summary(cfg.model, cfg.dataset, tuple(sorted(cfg.model_kwargs().items())))
 
 
-def make_optimizer(cfg: ClassifyConfig, params) -> torch.optim.Optimizer:
-    """The config's optimizer, at the learning rate of the first step."""
-    return build_optimizer(cfg.optimizer, params, lr=initial_lr(cfg), momentum=cfg.momentum,
+def make_optimizer(cfg: ClassifyConfig, params, name: str | None = None, lr: float | None = None) -> torch.optim.Optimizer:
+    """The config's optimizer (or the method `name` at `lr`, with the config's hyperparameters), at the learning
+    rate of the first step."""
+    return build_optimizer(name or cfg.optimizer, params, lr=lr or initial_lr(cfg), momentum=cfg.momentum,
                            weight_decay=cfg.weight_decay, alpha=cfg.rmsprop_alpha, rho=cfg.adadelta_rho,
                            betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.eps)
+
+
+def make_population_optimizer(cfg: ClassifyConfig, params, replicas_per_group: int) -> torch.optim.Optimizer:
+    """The optimizer of a population: the config's one over all replicas, or one per group of `optimizers`."""
+    groups = cfg.replica_groups()
+    if len(groups) == 1:
+        return make_optimizer(cfg, params)
+    k = replicas_per_group
+    return ReplicaGroupOptimizer(params, [(g * k, (g + 1) * k, functools.partial(make_optimizer, cfg, name=name, lr=lr))
+                                          for g, (name, lr) in enumerate(groups)])
+
+
+def batchnorm_table(model: torch.nn.Module, seeds: list[int]) -> "pd.DataFrame | None":
+    """The learned scale (gamma) and shift (beta) of every channel of every batch-norm layer (labels from
+    trainables.models.batchnorm_layers: input, conv1, ..., fc1, ...), one row each, per replica; None without
+    batch norm."""
+    import pandas as pd
+
+    replicas = [model.replica(p) for p in range(model.size)] if isinstance(model, Population) else [model]
+    rows = [{"replica": p, "seed": seed, "layer": layer, "channel": c, "gamma": g, "beta": b}
+            for p, (replica, seed) in enumerate(zip(replicas, seeds))
+            for layer, bn in batchnorm_layers(replica) if bn.affine
+            for c, (g, b) in enumerate(zip(bn.weight.detach().cpu().tolist(), bn.bias.detach().cpu().tolist()))]
+    return pd.DataFrame(rows) if rows else None
 
 
 def device_peak(device: torch.device, amp: bool) -> float | None:
@@ -333,7 +391,8 @@ def train_classifier(config: dict[str, Any], data: VisionData, session) -> None:
     evals = ([("val", on_device.val)] if len(on_device.val.labels) else []) + [("test", on_device.test)]
     eval_name = evals[0][0]  # what target_accuracy and ASHA look at
 
-    seeds = [cfg.seed + i for i in range(cfg.seeds)]
+    groups = cfg.replica_groups()  # (optimizer, lr) per group of cfg.seeds replicas
+    seeds = [cfg.seed + i for i in range(cfg.seeds)] * len(groups)  # every group: the same seeds, as separate runs
     population = len(seeds) > 1  # the replicas train fused, each with its own seed, init and data order
     if population:
         model = build_population(lambda: build_classifier(cfg), seeds, device)
@@ -347,7 +406,8 @@ def train_classifier(config: dict[str, Any], data: VisionData, session) -> None:
     steps_per_epoch = max(1, n // (dist.world if dist else 1) // cfg.batch_size)
     # `model` stays the plain module (checkpoints, evaluation); a compressing hook starts after epoch 1
     net = dist.wrap(model, warmup_steps=steps_per_epoch) if dist else model
-    optimizer = make_optimizer(cfg, model.parameters())
+    optimizer = make_population_optimizer(cfg, model.parameters(), cfg.seeds) if population else make_optimizer(
+        cfg, model.parameters())
     scheduler = build_schedule(cfg, optimizer, steps_per_epoch)
     generator = data_generators(seeds) if population else torch.Generator(device=device).manual_seed(cfg.seed)
     transform = functools.partial(eval_transform, mean=on_device.mean, std=on_device.std)
@@ -366,6 +426,9 @@ def train_classifier(config: dict[str, Any], data: VisionData, session) -> None:
         state = session.restore()
         start, train_s = load_training_state(state, model, optimizer, scheduler, generator)
         samples_seen = state.get("samples_seen", 0) if state else 0
+    history = (state or {}).get("replica_history", []) if population and not cfg.range_test else None
+    identity = {"seed": seeds, **({"optimizer": [name for name, _ in groups for _ in range(cfg.seeds)],
+                                   "lr": [lr for _, lr in groups for _ in range(cfg.seeds)]} if cfg.optimizers else {})}
     iterations = scheduler.last_epoch  # optimizer steps so far
     steady = [0, 0.0]  # images and seconds of the epochs after the first (warm-up) one
     best_stage = math.inf  # continuous LR range test: the best stage loss so far
@@ -429,15 +492,19 @@ def train_classifier(config: dict[str, Any], data: VisionData, session) -> None:
                     replicas.update({f"{name}/loss": result["loss"], f"{name}/accuracy": result["accuracy"]})
                     result = {key: replica_mean(values) for key, values in result.items()}
                 metrics[f"{name}/loss"], metrics[f"{name}/accuracy"] = result["loss"], result["accuracy"]
-        artifacts = None
-        if population:
-            spread, artifacts = replica_report(replicas, seeds, stage, cfg.stages)
-            metrics.update(spread)
-        state_fn = None if cfg.range_test else (  # noqa: E731
-            lambda: {**training_state(model, optimizer, scheduler, generator, stage, train_s),
-                     "samples_seen": samples_seen})
         reached = cfg.target_accuracy > 0 and metrics.get(f"{eval_name}/accuracy", 0.0) >= cfg.target_accuracy
         if reached:
             metrics["target_reached"] = 1
+        artifacts = None
+        if population:
+            spread, artifacts = replica_report(replicas, identity, stage, cfg.stages, history)
+            metrics.update(spread, **{"population/size": len(seeds)})
+        if stage == cfg.stages or reached or blew_up or artifacts is not None:  # the last report, or a table's
+            table = batchnorm_table(model, seeds)  # the learned gamma and beta (a few hundred numbers)
+            if table is not None:
+                artifacts = {**(artifacts or {}), BATCHNORM_TABLE: table}
+        state_fn = None if cfg.range_test else (  # noqa: E731
+            lambda: {**training_state(model, optimizer, scheduler, generator, stage, train_s),
+                     "samples_seen": samples_seen, **({"replica_history": history} if history is not None else {})})
         if not session.report(metrics, stage, state_fn, artifacts=artifacts) or reached or blew_up:
             return

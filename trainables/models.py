@@ -58,6 +58,23 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def batchnorm_layers(model: nn.Module) -> list[tuple[str, nn.modules.batchnorm._BatchNorm]]:
+    """Every batch-norm layer of `model` in forward (registration) order, labelled by what it normalizes: "input"
+    before the first conv/linear layer, else the layer it follows, "conv1", "conv2", ..., "fc1", "fc2", ...
+    (LeNet-5 with batch norm everywhere: input, conv1, conv2, fc1, fc2; an MLP: input, fc1, fc2, ...)."""
+    labelled, convs, linears, last = [], 0, 0, "input"
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            convs += 1
+            last = f"conv{convs}"
+        elif isinstance(module, nn.Linear):
+            linears += 1
+            last = f"fc{linears}"
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+            labelled.append((last, module))
+    return labelled
+
+
 # --- options of the small models (mlp, lenet5) ------------------------------------------------
 
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "elu", "gelu")

@@ -537,9 +537,66 @@ class PopulationOptimizer:
         self.inner.load_state_dict(state["inner"])
 
 
+class ReplicaGroupOptimizer(torch.optim.Optimizer):
+    """Replicas in consecutive groups, each group trained by its own torch optimizer (its own method, learning
+    rate and hyperparameters) over its slice of the stacked parameters: a population of different optimizers.
+
+        opt = ReplicaGroupOptimizer(pop.parameters(), [(0, 3, lambda ps: torch.optim.Adam(ps, lr=1e-3)),
+                                                       (3, 6, lambda ps: torch.optim.Adagrad(ps, lr=1e-2))])
+
+    Each inner optimizer holds views `p.detach()[start:stop]` of the stacked parameters; before its step it gets
+    the matching slice of each gradient. Its state and update are then exactly those of separate runs of its
+    replicas when the optimizer treats elements independently (SGD, Adam(W), Adagrad, RMSprop, Adadelta,
+    RMSPropNesterov, ...); one that reduces over a whole tensor (LBFGS, a norm-based LARS/LAMB) would mix the
+    replicas of its group: give each such replica a group of its own.
+    `param_groups` is every inner optimizer's groups in order, so a torch LR scheduler on this optimizer scales
+    each group's own learning rate (multi-step, cosine, warm-up); absolute schedules (cyclical) do not fit.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor],
+                 groups: Sequence[tuple[int, int, Callable[[list[torch.Tensor]], torch.optim.Optimizer]]]):
+        self.stacked = list(params)
+        self.slices = [(start, stop) for start, stop, _ in groups]
+        covered = [i for start, stop in self.slices for i in range(start, stop)]
+        size = self.stacked[0].shape[0]
+        if covered != list(range(size)) or any(p.shape[0] != size for p in self.stacked):
+            raise ValueError(f"replica groups {self.slices} must cover replicas 0..{size - 1} in order, once each")
+        self.views = [[p.detach()[start:stop] for p in self.stacked] for start, stop in self.slices]
+        self.inner = [make(views) for views, (_, _, make) in zip(self.views, groups)]
+        super().__init__([{"params": []}], {})  # torch's bookkeeping (hooks); the real groups are the inner ones
+        self.param_groups = [group for optimizer in self.inner for group in optimizer.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.stacked:
+            if p.grad is not None:
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.zero_()
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for (start, stop), views, optimizer in zip(self.slices, self.views, self.inner):
+            for p, view in zip(self.stacked, views):
+                view.grad = None if p.grad is None else p.grad[start:stop]
+            optimizer.step()
+        return None
+
+    def state_dict(self) -> dict:
+        return {"inner": [optimizer.state_dict() for optimizer in self.inner], "slices": self.slices}
+
+    def load_state_dict(self, state: dict) -> None:
+        if [tuple(s) for s in state["slices"]] != self.slices:
+            raise ValueError(f"checkpoint of replica groups {state['slices']} loaded into groups {self.slices}")
+        for optimizer, inner in zip(self.inner, state["inner"]):
+            optimizer.load_state_dict(inner)
+        self.param_groups = [group for optimizer in self.inner for group in optimizer.param_groups]
+
+
 # --- reporting ----------------------------------------------------------------------------------
 
 REPLICAS_TABLE = "replicas.csv"  # a population trial's per-replica values: an artifact of its MLflow run
+REPLICA_HISTORY = "replica_history.csv"  # ... and, where kept, every replica's values at every step so far
 
 
 def replica_mean(values: Sequence[float]) -> float:
@@ -548,17 +605,26 @@ def replica_mean(values: Sequence[float]) -> float:
     return sum(finite) / len(finite) if finite else math.nan
 
 
-def replica_report(replicas: dict[str, list[float]], seeds: Sequence[int], step: int,
-                   steps: int) -> tuple[dict[str, float], dict | None]:
+def replica_report(replicas: dict[str, list[float]], columns: Sequence[int] | dict[str, Sequence], step: int,
+                   steps: int, history: list[dict] | None = None) -> tuple[dict[str, float], dict | None]:
     """What a population trial reports beside the means of `replicas` (metric -> each replica's value, with
     "train/loss"): the std of each over the replicas, how many diverged, and, about 20 times per trial and at
-    its last step, every replica's values as the artifact REPLICAS_TABLE (None at the other steps)."""
+    its last step, every replica's values as the artifact REPLICAS_TABLE (None at the other steps).
+    `columns` says who each replica is: its seeds, or columns such as {"seed": [...], "optimizer": [...]}.
+    With a `history` list (kept by the trial, checkpointed with it), this step's rows are appended to it and
+    the table of all steps so far is attached as REPLICA_HISTORY too (for per-replica curves)."""
     import pandas as pd
 
+    columns = {k: list(v) for k, v in columns.items()} if isinstance(columns, dict) else {"seed": list(columns)}
     metrics = {f"{key}_std": replica_std(values) for key, values in replicas.items()}
     metrics["population/diverged"] = sum(not math.isfinite(v) for v in replicas["train/loss"])
+    table = pd.DataFrame({**columns, **replicas})
+    if history is not None:
+        history.extend({"step": step, **row} for row in table.to_dict("records"))
     due = step % max(1, steps // 20) == 0 or step == steps
-    return metrics, ({REPLICAS_TABLE: pd.DataFrame({"seed": list(seeds), **replicas})} if due else None)
+    if not due:
+        return metrics, None
+    return metrics, {REPLICAS_TABLE: table, **({REPLICA_HISTORY: pd.DataFrame(history)} if history is not None else {})}
 
 
 def replica_std(values: Sequence[float]) -> float:

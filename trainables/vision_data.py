@@ -1,4 +1,5 @@
-"""Image datasets held in memory as uint8 arrays: MNIST, FashionMNIST, CIFAR-10, CIFAR-100.
+"""Image datasets held in memory as uint8 arrays: MNIST, FashionMNIST, CIFAR-10, CIFAR-100 (and scikit-learn's
+digits at 28x28, `trainables.digits`, the one real image set available offline).
 
 Files are read (and, when missing, downloaded) by torchvision's own dataset classes, so the
 on-disk formats and CIFAR's MD5 checks are the real ones. The data directory is the
@@ -29,6 +30,8 @@ import numpy as np
 import torch
 import torchvision
 
+from trainables.digits import Digits
+
 DEFAULT_DATA_DIR = "~/.cache/dlsweeps/data"
 
 
@@ -48,6 +51,7 @@ DATASETS: dict[str, DatasetSpec] = {
     "fashion_mnist": DatasetSpec(torchvision.datasets.FashionMNIST, 10),
     "cifar10": DatasetSpec(torchvision.datasets.CIFAR10, 10),
     "cifar100": DatasetSpec(torchvision.datasets.CIFAR100, 100),
+    "digits": DatasetSpec(Digits, 10),  # scikit-learn's 8x8 digits at 28x28, offline (trainables.digits)
 }
 
 
