@@ -14,7 +14,8 @@ import importlib
 
 from sweeps.study import Study
 
-STUDIES = ("depth_width", "lr_range", "cyclic_lr", "batch_size", "joint_search", "batch_augment", "scaling")
+STUDIES = ("depth_width", "lr_range", "cyclic_lr", "batch_size", "joint_search", "batch_augment", "scaling",
+           "optimizers", "bn_dropout")
 
 
 def load_study(name: str) -> Study:

@@ -98,14 +98,14 @@ def test_weight_decay_is_l2_on_the_gradient():
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_every_name_builds_with_the_configs_hyperparameters(name):
-    cfg = ClassifyConfig(optimizer=name, lr=0.02, momentum=0.8, weight_decay=1e-4, rmsprop_alpha=0.95,
-                         adadelta_rho=0.85, adam_beta1=0.8, adam_beta2=0.99)
+    cfg = ClassifyConfig(optimizer=name, lr=0.02, momentum=0.8, rmsprop_momentum=0.7, weight_decay=1e-4,
+                         rmsprop_alpha=0.95, adadelta_rho=0.85, adam_beta1=0.8, adam_beta2=0.99)
     model = torch.nn.Linear(3, 2)
     opt = make_optimizer(cfg, model.parameters())
     group = opt.param_groups[0]
     assert group["lr"] == 0.02 and group["weight_decay"] == 1e-4
     expected = {"sgd": {"momentum": 0.8, "nesterov": False}, "nesterov": {"momentum": 0.8, "nesterov": True},
-                "rmsprop": {"momentum": 0.8, "alpha": 0.95}, "rmsprop_nesterov": {"momentum": 0.8, "alpha": 0.95},
+                "rmsprop": {"momentum": 0.7, "alpha": 0.95}, "rmsprop_nesterov": {"momentum": 0.8, "alpha": 0.95},
                 "adadelta": {"rho": 0.85}, "adam": {"betas": (0.8, 0.99)}, "adamw": {"betas": (0.8, 0.99)},
                 "adagrad": {}}[name]
     for key, value in expected.items():
@@ -117,3 +117,57 @@ def test_every_name_builds_with_the_configs_hyperparameters(name):
     before = model.weight.detach().clone()
     opt.step()
     assert not torch.equal(before, model.weight.detach())
+
+
+def test_inverted_dropout_equals_scaling_the_weights_by_keep_probability_at_test_time():
+    """PyTorch's dropout keeps an activation with probability q = 1 - p and scales it by 1/q during training
+    (inverted dropout). The study's description drops without scaling and multiplies the outgoing weights by
+    q at test time. The two are one function: with W_standard = W / q the training-time outputs are equal for
+    the same masks, and at test time q * W_standard = W is the inverted net in eval mode. And the training-time
+    activation is unbiased: its mean over masks is the test-time activation."""
+    from trainables.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("mlp", num_classes=10, in_features=20, widths=(32, 32), dropout_input=0.2, dropout_hidden=0.5)
+    layers = list(model.net)
+    x = torch.randn(64, 20)
+    captured = []
+    hooks = [layer.register_forward_hook(lambda m, i, o: captured.append((m.p, i[0], o)))
+             for layer in layers if isinstance(layer, torch.nn.Dropout)]
+    model.train()
+    inverted = model(x)
+    for hook in hooks:
+        hook.remove()
+    masks = []
+    for p, inp, out in captured:
+        mask = (out != 0).float()
+        torch.testing.assert_close(out, inp * mask / (1 - p))  # torch scales the kept units by 1/q
+        masks.append(mask)
+
+    def standard(h, weights_scale, masks=None):
+        """The description's net: dropout without scaling, each Linear after a dropout layer scaled."""
+        drops = iter(masks or [])
+        kept = 1.0
+        for layer in layers:
+            if isinstance(layer, torch.nn.Dropout):
+                h = h * next(drops) if masks else h
+                kept = 1 - layer.p
+            elif isinstance(layer, torch.nn.Linear):
+                h = torch.nn.functional.linear(h, layer.weight * weights_scale(kept), layer.bias)
+                kept = 1.0
+            else:
+                h = layer(h)
+        return h
+
+    with torch.no_grad():
+        # training: W_standard = W / q, masks without scaling
+        torch.testing.assert_close(standard(x, lambda q: 1 / q, masks), inverted.detach())
+        # testing: q * W_standard = W, no dropout: the inverted net in eval mode
+        model.eval()
+        torch.testing.assert_close(standard(x, lambda q: q * (1 / q)), model(x))
+        # unbiased: the first layer's pre-activation averaged over 4000 training masks is the test-time one
+        first = layers[2]
+        drop = layers[1]
+        drop.train()
+        mean = torch.stack([first(drop(x[:4])) for _ in range(4000)]).mean(0)
+        torch.testing.assert_close(mean, first(x[:4]), atol=0.05, rtol=0.05)

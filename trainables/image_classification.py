@@ -129,7 +129,8 @@ class ClassifyConfig:
     # --- optimizer (trainables.optimizers)
     optimizer: str = "sgd"  # sgd | nesterov | adagrad | rmsprop | rmsprop_nesterov | adadelta | adam | adamw
     lr: float = 0.01  # learning rate (per step); 0 = the range test's bound named by fixed_lr
-    momentum: float = 0.9  # sgd, nesterov, rmsprop (0 = none), rmsprop_nesterov
+    momentum: float = 0.9  # sgd, nesterov, rmsprop_nesterov
+    rmsprop_momentum: float = 0.0  # rmsprop: classical momentum (0 = plain RMSProp, Goodfellow et al. Alg. 8.5)
     weight_decay: float = 0.0  # L2 penalty through the optimizer (adamw: decoupled decay)
     rmsprop_alpha: float = 0.99  # rmsprop, rmsprop_nesterov: decay rate of the squared-gradient average (rho)
     adadelta_rho: float = 0.9  # adadelta: decay rate of its running averages
@@ -185,7 +186,7 @@ class ClassifyConfig:
                     "warmup_epochs", "leaky_slope"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}={getattr(self, key)} must not be negative")
-        for key in ("momentum", "rmsprop_alpha", "adadelta_rho", "adam_beta1", "adam_beta2", "dropout_input",
+        for key in ("momentum", "rmsprop_momentum", "rmsprop_alpha", "adadelta_rho", "adam_beta1", "adam_beta2", "dropout_input",
                     "dropout_hidden"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ConfigError(f"{key}={getattr(self, key)} must be in [0, 1)")
@@ -336,7 +337,9 @@ def derived_params(config: dict[str, Any]) -> dict[str, Any]:
 def make_optimizer(cfg: ClassifyConfig, params, name: str | None = None, lr: float | None = None) -> torch.optim.Optimizer:
     """The config's optimizer (or the method `name` at `lr`, with the config's hyperparameters), at the learning
     rate of the first step."""
-    return build_optimizer(name or cfg.optimizer, params, lr=lr or initial_lr(cfg), momentum=cfg.momentum,
+    name = name or cfg.optimizer
+    return build_optimizer(name, params, lr=lr or initial_lr(cfg),
+                           momentum=cfg.rmsprop_momentum if name == "rmsprop" else cfg.momentum,
                            weight_decay=cfg.weight_decay, alpha=cfg.rmsprop_alpha, rho=cfg.adadelta_rho,
                            betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.eps)
 

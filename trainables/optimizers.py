@@ -12,7 +12,7 @@ the optimizer, except adamw's, which is decoupled):
 | sgd | SGD with classical (heavy-ball) momentum, torch's form | momentum |
 | nesterov | SGD with Nesterov momentum (torch's form: parameters stored at the look-ahead point) | momentum > 0 |
 | adagrad | Adagrad (Duchi et al.) | eps (default 1e-10) |
-| rmsprop | RMSProp (torch's; with classical momentum when momentum > 0) | alpha, momentum, eps (1e-8) |
+| rmsprop | RMSProp (torch's; with classical momentum when rmsprop_momentum > 0) | alpha, rmsprop_momentum, eps (1e-8) |
 | rmsprop_nesterov | RMSProp with Nesterov momentum (`RMSPropNesterov`, below) | alpha, momentum, eps (1e-8) |
 | adadelta | Adadelta (Zeiler); `lr` scales its step (1.0 is Zeiler's) | rho, eps (1e-6) |
 | adam, adamw | Adam (Kingma & Ba), AdamW (decoupled weight decay) | betas, eps (1e-8) |
