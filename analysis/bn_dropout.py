@@ -266,8 +266,9 @@ def error_bars(table: pd.DataFrame, final: pd.DataFrame, path: Path) -> Path:
 # ---------------------------------------------------------------- text
 
 def _value(row) -> str:
-    spread = f" ± {row['test_error_pct_std']:.2f}" if row["seeds"] > 1 else ""
-    return f"{row['test_error_pct']:.2f}%{spread} ({row['setup']}, {row['seeds']} seed{'s' if row['seeds'] > 1 else ''})"
+    seeds = int(row["seeds"])
+    spread = f" ± {row['test_error_pct_std']:.2f}" if seeds > 1 else ""
+    return f"{row['test_error_pct']:.2f}%{spread} ({row['setup']}, {seeds} seed{'s' if seeds > 1 else ''})"
 
 
 def compare(a: pd.Series, b: pd.Series) -> str:

@@ -1,9 +1,9 @@
 """Batch norm or dropout on LeNet-5 / MNIST, and do their benefits add up? Five setups, one trial each (per seed).
 
-    python sweeps/bn_dropout.py                                # quick: 10k/2k MNIST images, 8 epochs, ~3 min on 2 CPUs
-    python sweeps/bn_dropout.py --set seeds=3                  # 3 seeds per setup: spread bars, the summary judges by them
+    python sweeps/bn_dropout.py                       # quick: 10k/2k MNIST images, 8 epochs, ~1.5 min on 2 CPUs
+    python sweeps/bn_dropout.py --set seeds=3         # 3 seeds per setup (~4 min): spread bars, verdicts
     python sweeps/bn_dropout.py --preset paper --set seeds=5 --gpus-per-trial 1   # all of MNIST, 40 epochs
-    python -m analysis bn_dropout                              # redraw the figures and summary from MLflow
+    python -m analysis bn_dropout                     # redraw the figures and summary from MLflow
 
 Setups (trainables/bn_dropout.py; every input standardized with the training set's mean and std):
 (a) `bn` batch norm in the hidden layers, (b) `bn_input` batch norm on the input too, (c) `dropout`
@@ -31,10 +31,10 @@ STUDY = Study(
     trial_fn=train_bn_dropout,
     make_data=make_data,
     presets={
-        "smoke": Preset("5 setups, at most 512/256 images, 5 epochs of batch 16, lr 2e-3 (seconds; the tests' fake MNIST)",
+        "smoke": Preset("5 setups, at most 512/256 images, 5 epochs of batch 16, lr 2e-3 (seconds; tests: fake MNIST)",
                         config={"train_subset": 512, "test_subset": 256, "epochs": 5, "batch_size": 16, "lr": 2e-3},
                         space=ALL_SETUPS, num_samples=5),
-        "quick": Preset("5 setups, 10k training / 2k test images of MNIST, 8 epochs (~3 min on a 2-core CPU)",
+        "quick": Preset("5 setups, 10k training / 2k test MNIST images, 8 epochs (~1.5 min on 2 CPUs, x3 per seed)",
                         config={"train_subset": 10_000, "test_subset": 2_000, "epochs": 8},
                         space=ALL_SETUPS, num_samples=5, asha_grace_period=2),
         "paper": Preset("5 setups, all 60k/10k MNIST images, 40 epochs (GPUs; add --set seeds=5)",

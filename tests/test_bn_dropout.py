@@ -86,7 +86,8 @@ def test_summary_answers_from_the_numbers_not_from_the_code():
     assert "do they add up: n/a" in worse
 
     tie = summary(_runs({"bn": [0.0, 0.0], "bn_input": [0.0, 0.0]}))  # a test set learned perfectly by both
-    assert "0.00% ± 0.00 (bn_input, 2 seeds) vs 0.00% ± 0.00 (bn, 2 seeds): the same, in every seed: no difference" in tie
+    assert ("0.00% ± 0.00 (bn_input, 2 seeds) vs 0.00% ± 0.00 (bn, 2 seeds): the same, in every seed: no difference"
+            in tie)
 
     one = summary(_runs({"bn": [1.0], "bn_input": [0.9]}))
     assert "0.10 points lower with one seed: no spread to judge by" in one
