@@ -88,7 +88,7 @@ def test_smoke_sweeps_separate_and_fused_give_the_same_table_and_redraw(tmp_path
     proc = run_script(["-m", "analysis", "optimizers", "--results-dir", str(fused)], cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr
     for name in FIGURES:
-        assert (figures_dir / name).stat().st_size > 2000, name
+        assert (figures_dir / name).stat().st_size > (2000 if name.endswith(".png") else 300), name
     pd.testing.assert_frame_equal(pd.read_csv(figures_dir / "test_accuracy.csv"), fused_table)
 
 
@@ -101,12 +101,12 @@ def test_cifar10_with_an_lr_search(tmp_path, clean_env, monkeypatch, capsys):
                             "--set", "lr_search=2", "--set", "lr_search_epochs=1", "--population", "on",
                             "--set", "epochs=1")
     out = capsys.readouterr().out
-    searched = {line.split()[2]: float(line.split()[4]) for line in out.splitlines() if line.startswith("lr search ")
+    searched = {line.split()[2].rstrip(":"): float(line.split()[4]) for line in out.splitlines() if line.startswith("lr search ")
                 and "trials" in line}
     assert sorted(searched) == sorted(METHODS)
     parent, children = _children(results)
     for method, lr in searched.items():  # the sweep trained with what the search found
-        assert float(parent.data.params[f"base.lr_{method}"]) == pytest.approx(lr, rel=1e-3)
-        assert table.set_index(["regularization", "method"]).loc[("l2", method), "lr"] == pytest.approx(lr, rel=1e-3)
+        assert float(parent.data.params[f"base.lr_{method}"]) == pytest.approx(lr, rel=5e-3)
+        assert table.set_index(["regularization", "method"]).loc[("l2", method), "lr"] == pytest.approx(lr, rel=5e-3)
         assert lr != METHOD_LRS[method]
     assert {c.data.params["dataset"] for c in children} == {"cifar10"}
