@@ -22,3 +22,11 @@ def test_gpu_resnet50_bench_refuses_cuda_without_a_gpu(tmp_path):
         pytest.skip("a GPU is visible: --device cuda is valid here")
     proc = run_script([str(ROOT / "bench" / "gpu_resnet50.py"), "--device", "cuda"], cwd=tmp_path)
     assert proc.returncode != 0 and "no CUDA device" in proc.stderr
+
+
+def test_population_models_bench_times_both_ways(tmp_path):
+    proc = run_script([str(ROOT / "bench" / "population_models.py"), "--smoke"], cwd=tmp_path,
+                      env={"PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if "separate/fused" in line]
+    assert len(rows) == 2 and all(float(r.split()[-1].rstrip("x")) > 0 for r in rows)
