@@ -140,7 +140,9 @@ def _loss_curves(long: pd.DataFrame, path: Path, dataset: str) -> Path:
 
 
 def _grouped_bars(summary: pd.DataFrame, column: str, err: str, ylabel: str, title: str, path: Path,
-                  scale: float = 1.0) -> Path:
+                  scale: float = 1.0, top: float | None = None) -> Path:
+    """Bars per method, one per regularization; with `top` (a ceiling such as 100%) the axis starts just below
+    the lowest bar, so differences of a few points stay visible."""
     methods = _ordered(summary["method"])
     regs = [r for r in REGULARIZATIONS if r in set(summary["regularization"])]
     x = np.arange(len(methods))
@@ -151,10 +153,16 @@ def _grouped_bars(summary: pd.DataFrame, column: str, err: str, ylabel: str, tit
         heights = part[column] * scale
         bars = ax.bar(x + (i - (len(regs) - 1) / 2) * width, heights.fillna(0), width,
                       yerr=(part[err] * scale).fillna(0), capsize=3, label=reg, alpha=0.85)
-        for bar, value, diverged in zip(bars, heights, part["diverged"].fillna(0)):
+        errors = (part[err] * scale).fillna(0)
+        for bar, value, spread, diverged in zip(bars, heights, errors, part["diverged"].fillna(0)):
             label = "diverged" if diverged and math.isnan(value) else f"{value:.3g}"
-            ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
-                        fontsize=7)
+            ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height() + spread), ha="center",
+                        va="bottom", fontsize=7)
+    if top is not None:
+        values = summary[column].dropna() * scale
+        if len(values):
+            low = float((values - (summary[err].fillna(0) * scale)).min())
+            ax.set_ylim(max(0.0, low - 0.15 * (top - low)), top + 0.05 * (top - low))
     ax.set_xticks(x, [LABELS.get(m, m) for m in methods])
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -170,7 +178,8 @@ def _time_bars(summary: pd.DataFrame, path: Path) -> Path:
 
 def _accuracy_bars(summary: pd.DataFrame, path: Path) -> Path:
     fig_path = _grouped_bars(summary, "test_accuracy", "test_accuracy_std", "test accuracy (%)",
-                             "Final test accuracy per method, L2 vs dropout", path, scale=100)
+                             "Final test accuracy per method, L2 vs dropout (mean, bars +-1 std)", path, scale=100,
+                             top=100.0)
     return fig_path
 
 
