@@ -14,7 +14,11 @@
    seed as a dot; a configuration whose training diverged is marked so;
 4. `configs.csv`: per configuration, the seeds, test accuracy (mean, std), diverged replicas, and at
    initialization the ratios last/first layer of the activation std and of the gradient norm (means over
-   seeds); `layers.csv`: mean and std over seeds of every layer statistic, per configuration and phase.
+   seeds) and the saturated fraction of the most saturated layer (tanh, sigmoid); `layers.csv`: mean and std over seeds of every layer statistic, per configuration and phase.
+
+The summary names, per activation, the initialization whose activation std at init stays closest to constant
+(|log(last/first)| smallest), leaving out saturated configurations (over half of a layer's units within 1% of
+tanh's or sigmoid's bounds: a constant std of units stuck at +-1 is not a healthy signal).
 
 Final accuracies are per replica (`analysis.records.per_replica`), and statistics per replica, so seeds
 trained as separate trials or fused as one population give the same figures.
@@ -38,9 +42,10 @@ from analysis.records import default_tracking_uri, per_replica, trial_artifact  
 from trainables.weight_init import HISTOGRAMS, INITS, LABELS, LAYER_STATS, STUDY_ACTIVATIONS  # noqa: E402
 
 COLORS = {"normal_small": "tab:blue", "normal_large": "tab:red", "glorot": "tab:green", "he": "tab:purple"}
-STATS = ["act_mean", "act_std", "zero_frac", "grad_norm"]
+STATS = ["act_mean", "act_std", "zero_frac", "sat_frac", "grad_norm"]
 CONFIG_COLUMNS = ["activation", "init", "label", "seeds", "test_accuracy", "test_accuracy_std", "diverged",
-                  "std_ratio", "grad_ratio"]
+                  "std_ratio", "grad_ratio", "saturated"]
+SATURATED = 0.5  # a configuration whose most saturated layer at init has more than this fraction of units saturated
 
 
 # ---------------------------------------------------------------- tables
@@ -140,7 +145,8 @@ def per_config(final: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
             row = {"activation": activation, "init": init, "label": LABELS[init], "seeds": len(mine),
                    "test_accuracy": trained.mean() if len(trained) else math.nan,
                    "test_accuracy_std": trained.std(ddof=1) if len(trained) > 1 else 0.0,
-                   "diverged": int(mine["diverged"].sum()), "std_ratio": math.nan, "grad_ratio": math.nan}
+                   "diverged": int(mine["diverged"].sum()), "std_ratio": math.nan, "grad_ratio": math.nan,
+                   "saturated": math.nan}
             at_init = stats[(stats["activation"] == activation) & (stats["init"] == init) & (stats["phase"] == "init")]
             if len(at_init):
                 first, last = at_init["layer"].min(), at_init["layer"].max()
@@ -148,6 +154,7 @@ def per_config(final: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
                 for name, col in (("std_ratio", "act_std"), ("grad_ratio", "grad_norm")):
                     ratio = by[col].xs(last, level="layer") / by[col].xs(first, level="layer")
                     row[name] = float(ratio.mean())
+                row["saturated"] = float(at_init.groupby("layer")["sat_frac"].mean().max())
             rows.append(row)
     return pd.DataFrame(rows)[CONFIG_COLUMNS]
 
@@ -200,8 +207,9 @@ def _histogram_grid(hists: pd.DataFrame, means: pd.DataFrame, phase: str, path: 
                 density = h["count"].to_numpy() / total / np.diff(edges)
                 label = f"layer {layer}" + (f" ({100 * zero[layer]:.0f}% zeros)" if zero.get(layer, 0) > 0.01 else "")
                 ax.stairs(density, edges, color=cmap(k / max(len(layers) - 1, 1)), label=label, linewidth=1.2)
-            if activation not in ("tanh", "sigmoid"):  # unbounded: densities over decades
+            if activation not in ("tanh", "sigmoid"):  # unbounded: densities over decades, x up to 1e5
                 ax.set_yscale("log")
+                ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 3))
             if r == 0:
                 ax.set_title(LABELS.get(init, init), fontsize=10)
             if c == 0:
@@ -209,7 +217,10 @@ def _histogram_grid(hists: pd.DataFrame, means: pd.DataFrame, phase: str, path: 
             if r == len(activations) - 1:
                 ax.set_xlabel("activation")
             ax.tick_params(labelsize=7)
-            ax.legend(fontsize=6, loc="best")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=6, loc="best")
+            else:  # every activation of the phase was NaN (the trial diverged)
+                ax.text(0.5, 0.5, "no finite activations\n(diverged)", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle(f"Activation histograms per hidden layer, {'at initialization' if phase == 'init' else 'after training'}"
                  " (5 x 100 MLP, seeds pooled)", fontsize=11)
     return save_figure(fig, path)
@@ -294,6 +305,8 @@ def summary(runs: pd.DataFrame) -> str:
     for activation in _activations(configs["activation"]):
         mine = configs[(configs["activation"] == activation) & np.isfinite(configs["std_ratio"])
                        & (configs["std_ratio"] > 0)]
+        saturated = mine[mine["saturated"] > SATURATED]
+        mine = mine[~(mine["saturated"] > SATURATED)]
         if mine.empty:
             continue
         steadiest = mine.loc[np.abs(np.log(mine["std_ratio"])).idxmin()]
@@ -303,6 +316,10 @@ def summary(runs: pd.DataFrame) -> str:
                 f"(last/first {steadiest['std_ratio']:.3g}; "
                 + ", ".join(f"{r.init} {r.std_ratio:.3g}" for r in mine.itertuples() if r.init != steadiest["init"])
                 + ")")
+        if len(saturated):
+            line += "; saturated at init, left out: " + ", ".join(
+                f"{r.init} (up to {100 * r.saturated:.0f}% of a layer's units at the bounds, std ratio {r.std_ratio:.3g})"
+                for r in saturated.itertuples())
         if best is not None:
             line += f"; best test accuracy: {best['init']} ({100 * best['test_accuracy']:.2f}%)"
         lines.append(line)

@@ -62,7 +62,8 @@ def test_layer_statistics_plain_and_population_agree():
     config = classify_config({"init": "glorot", "activation": "tanh"})
     pop = build_population(lambda: build_classifier(from_dict(ClassifyConfig, config)), [3, 4])
     stats, hist = layer_statistics(pop, x, y, bins=10, seeds=[3, 4])
-    assert list(stats.columns) == ["replica", "seed", "layer", "act_mean", "act_std", "zero_frac", "grad_norm"]
+    assert list(stats.columns) == ["replica", "seed", "layer", "act_mean", "act_std", "zero_frac", "sat_frac",
+                                   "grad_norm"]
     assert len(stats) == 2 * 5 and len(hist) == 5 * 10
     assert hist["lo"].min() == -1.0 and hist["hi"].max() == 1.0  # tanh's fixed range
     for seed in (3, 4):
@@ -74,6 +75,9 @@ def test_layer_statistics_plain_and_population_agree():
     assert (small["act_std"].diff().dropna() < 0).all() and small["act_std"].iloc[-1] < 1e-3
     glorot = stats[stats["seed"] == 3]["act_std"]
     assert glorot.iloc[-1] / glorot.iloc[0] > 0.2
+    assert (stats["sat_frac"] < 0.2).all()
+    large, _ = layer_statistics(_model("normal_large", "tanh"), x, y)
+    assert (large["sat_frac"] > 0.5).all()  # N(0, 1): tanh's units stuck at +-1
     relu, relu_hist = layer_statistics(_model("he", "relu"), x, y, bins=8)
     assert relu["zero_frac"].between(0.3, 0.7).all()  # ReLU zeroes about half its inputs
     assert relu_hist["count"].sum() == pytest.approx(300 * 100 * 5 * (1 - relu["zero_frac"].mean()), rel=1e-6)
@@ -111,7 +115,7 @@ def test_smoke_sweep_end_to_end(tmp_path, clean_env, monkeypatch, capsys):
         stats = trial_artifact(uri, run.info.run_id, LAYER_STATS)
         hist = trial_artifact(uri, run.info.run_id, HISTOGRAMS)
         assert list(stats.columns) == ["phase", "replica", "seed", "layer", "act_mean", "act_std", "zero_frac",
-                                       "grad_norm"]
+                                       "sat_frac", "grad_norm"]
         assert sorted(stats["seed"].unique()) == [0, 1] and sorted(stats["layer"].unique()) == [1, 2, 3, 4, 5]
         assert len(stats[stats["phase"] == "init"]) == 10
         assert set(stats["phase"]) == {"init", "trained"}, (activation, init)  # diverged trials too
@@ -129,7 +133,9 @@ def test_smoke_sweep_end_to_end(tmp_path, clean_env, monkeypatch, capsys):
     # at init N(0, 0.01^2) shrinks tanh's and ReLU's activations layer after layer; Glorot/He keep them
     assert rows.loc[("tanh", "normal_small"), "std_ratio"] < 1e-2 < 0.2 < rows.loc[("tanh", "glorot"), "std_ratio"]
     assert rows.loc[("relu", "normal_small"), "std_ratio"] < 1e-2 < 0.2 < rows.loc[("relu", "he"), "std_ratio"]
-    assert "tanh: the activation std is steadiest across layers at init with" in printed
+    assert rows.loc[("tanh", "normal_large"), "saturated"] > 0.5 > rows.loc[("tanh", "glorot"), "saturated"]
+    tanh = next(line for line in printed.splitlines() if line.startswith("tanh: the activation std is steadiest"))
+    assert "saturated at init, left out: normal_large" in tanh
     assert "relu: the activation std is steadiest across layers at init with he" in printed
 
     first = {name: (out / name).stat().st_size for name in FIGURES}

@@ -19,11 +19,12 @@ decay: an optimizer that does not rescale each weight's step, so an initializati
 the gradient shows in the test accuracy (Adam's per-weight normalization rescues much of it).
 
 `layer_statistics` runs one forward/backward pass on a fixed batch (the first `stats_samples` test images)
-and records, per replica and hidden layer, the activation mean, std and fraction of exact zeros and the
+and records, per replica and hidden layer, the activation mean, std, fraction of exact zeros and (tanh,
+sigmoid) fraction of saturated units, and the
 gradient norm of the weight of the Linear layer feeding it, plus histograms of the activations summed
 over the replicas. The trial records them at initialization (on the model built exactly as the training
 loop builds it: same seeds, same draws) and after its last epoch, as the artifacts `LAYER_STATS`
-(phase init|trained, replica, seed, layer, act_mean, act_std, zero_frac, grad_norm) and `HISTOGRAMS`
+(phase init|trained, replica, seed, layer, act_mean, act_std, zero_frac, sat_frac, grad_norm) and `HISTOGRAMS`
 (phase, layer, bin, lo, hi, count). Histogram ranges (shared by the layers of one phase, so they overlay):
 tanh [-1, 1], sigmoid [0, 1], any other activation [min, max] of the batch over all layers and replicas;
 exact zeros (ReLU's inactive units) are left out of the histogram and counted in `zero_frac` instead.
@@ -134,7 +135,8 @@ def layer_statistics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bins: i
     on the standardized batch `x` with labels `y`, in eval mode; the gradients are left in the model's .grad.
 
     Returns (stats, histograms): stats has one row per replica and hidden layer (1..L): replica, seed, layer,
-    act_mean, act_std, zero_frac (fraction of exact zeros), grad_norm (Frobenius norm of dL/dW of the Linear
+    act_mean, act_std, zero_frac (fraction of exact zeros), sat_frac (tanh, sigmoid: fraction within 1% of the range
+    from a bound, i.e. saturated; 0 for unbounded activations), grad_norm (Frobenius norm of dL/dW of the Linear
     feeding the layer, L = the replica's mean cross-entropy); histograms one row per layer and bin: layer,
     bin, lo, hi, count (summed over the replicas; edges shared by all layers, see the module docstring)."""
     layers = _hidden_layers(model)
@@ -160,16 +162,22 @@ def layer_statistics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bins: i
         model.train(was_training)
     acts = [(out if population else out.unsqueeze(0)).reshape(size, len(x), -1).float().cpu() for out in outputs]
     grads = [(lin.weight.grad if population else lin.weight.grad.unsqueeze(0)).float().cpu() for lin, _ in layers]
+    bounds = BOUNDED.get(type(layers[0][1]))
     rows = []
     for layer, (a, g) in enumerate(zip(acts, grads), start=1):
         flat = a.reshape(size, -1)
         means, stds = flat.mean(1), flat.std(1)
         zeros = (flat == 0).float().mean(1)
+        if bounds:  # within 1% of the range from either bound: a saturated unit (its derivative near 0)
+            margin = 0.01 * (bounds[1] - bounds[0])
+            saturated = ((flat < bounds[0] + margin) | (flat > bounds[1] - margin)).float().mean(1)
+        else:
+            saturated = torch.zeros(size)
         norms = g.reshape(size, -1).norm(dim=1)
         rows += [{"replica": p, "seed": seeds[p], "layer": layer, "act_mean": float(means[p]),
-                  "act_std": float(stds[p]), "zero_frac": float(zeros[p]), "grad_norm": float(norms[p])}
+                  "act_std": float(stds[p]), "zero_frac": float(zeros[p]), "sat_frac": float(saturated[p]), "grad_norm": float(norms[p])}
                  for p in range(size)]
-    lo, hi = BOUNDED.get(type(layers[0][1]), (None, None))
+    lo, hi = bounds or (None, None)
     values = [a.numpy().ravel() for a in acts]
     values = [v[np.isfinite(v) & (v != 0)] for v in values]
     if lo is None:
@@ -237,7 +245,7 @@ class LayerStatsSession:
             stats, hist = tables
             artifacts = {**(artifacts or {}),
                          LAYER_STATS: stats[["phase", "replica", "seed", "layer", "act_mean", "act_std", "zero_frac",
-                                             "grad_norm"]],
+                                             "sat_frac", "grad_norm"]],
                          HISTOGRAMS: hist[["phase", "layer", "bin", "lo", "hi", "count"]]}
         return self.session.report(metrics, epoch, state_fn, artifacts)
 
