@@ -8,7 +8,8 @@
 2. collapse_vs_depth.png: the same vs depth (width 2), drawn when the sweep has several depths;
 3. output_std.png: the distribution of every network's output std on the grid relative to the target's
    (the collapse rule's threshold is a vertical line);
-4. fits.png: a few collapsed and non-collapsed fits against the target (each run's `fits.csv` artifact).
+4. fits.png: a few collapsed and non-collapsed fits against the target (`fits.csv` artifacts), one panel per
+   activation, from its run closest to depth 10, width 2.
 The table collapse.csv holds the numbers of 1 and 2.
 """
 
@@ -75,6 +76,8 @@ def _vs(ax, table: pd.DataFrame, axis: str) -> None:
                     group["ci_high"] - group["collapse_fraction"]], fmt="none", ecolor=color, capsize=3)
         ax.plot(x, group["born_dead_fraction"], "s--", color=color, alpha=0.6, markersize=4,
                 label=f"{activation}: born dead")
+    if len(table):
+        ax.set_xticks(sorted(table[axis].unique()))
     ax.set_ylim(-0.03, 1.03)
     ax.set_ylabel("fraction of networks")
     ax.grid(True, alpha=0.3)
@@ -124,19 +127,24 @@ def figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         ax.legend(fontsize=7)
         paths.append(save_figure(fig, out_dir / "output_std.png"))
 
-        first = table.iloc[0]
-        fits = trial_artifact(uri, first["run_id"], "fits.csv")
-        fig, ax = plt.subplots(figsize=(6.4, 4.4))
-        ax.plot(fits["x"], fits["target"], color="black", linewidth=2.5, label="target")
-        for col in fits.columns[2:]:
-            kind, seed = col.split("_seed")
-            ax.plot(fits["x"], fits[col], "--" if kind == "collapsed" else "-",
-                    color="tab:red" if kind == "collapsed" else "tab:green", alpha=0.8, label=f"{kind}, seed {seed}")
-        ax.set_xlabel("x")
-        ax.set_ylabel("f(x)")
-        ax.set_title(f"Trained fits: {first['activation']}, depth {first['depth']}, width {first['width']}", fontsize=9)
-        ax.legend(fontsize=7)
-        ax.grid(True, alpha=0.3)
+        # one panel per activation: its run closest to the paper's setting (depth 10, width 2)
+        closeness = (table["depth"] - LU_2019["depth"]).abs() * 100 + (table["width"] - LU_2019["width"]).abs()
+        shown = table.assign(closeness=closeness).sort_values("closeness").groupby("activation").head(1)
+        shown = shown.sort_values("activation", ascending=False)  # relu first
+        fig, axes = plt.subplots(1, len(shown), figsize=(6.0 * len(shown), 4.4), squeeze=False)
+        for ax, row in zip(axes[0], shown.itertuples()):
+            fits = trial_artifact(uri, row.run_id, "fits.csv")
+            ax.plot(fits["x"], fits["target"], color="black", linewidth=2.5, label="target")
+            for col in fits.columns[2:]:
+                kind, seed = col.split("_seed")
+                ax.plot(fits["x"], fits[col], "--" if kind == "collapsed" else "-",
+                        color="tab:red" if kind == "collapsed" else "tab:green", alpha=0.8,
+                        label=f"{kind}, seed {seed}")
+            ax.set_xlabel("x")
+            ax.set_ylabel("f(x)")
+            ax.set_title(f"Trained fits: {row.activation}, depth {row.depth}, width {row.width}", fontsize=9)
+            ax.legend(fontsize=7)
+            ax.grid(True, alpha=0.3)
         paths.append(save_figure(fig, out_dir / "fits.png"))
     return paths
 

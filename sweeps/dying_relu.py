@@ -15,6 +15,11 @@ collapsed when the std of its output over a 1001-point grid is below 1e-3 of the
 when at initialization some hidden layer is inactive for every grid input. Figures: collapse fraction vs
 width (95% Wilson band, Lu et al.'s value beside ours), vs depth (paper_depth), the distribution of the
 networks' output std, and a few collapsed and non-collapsed fits of the target.
+
+Measured, quick preset (2-core CPU shared with other jobs, load 6-7; 10 epochs, Adam lr 1e-2; 99 s of sweep,
+128 s wall with start-up): collapsed ReLU width 2 95.7% [94.3, 96.8] (born dead 91.7%), width 3 79.6%
+[77.0, 82.0] (62.2%); Leaky ReLU width 2 29.5% [26.8, 32.4] (62.3%), width 3 14.4% [12.4, 16.7] (43.3%)
+(95% Wilson intervals over 1000 trainings). Lu et al. 2019: over 90% at depth 10, width 2 (ReLU).
 """
 
 from analysis import dying_relu as figures
