@@ -108,3 +108,14 @@ def test_smoke_sweep_end_to_end_and_figures_from_mlflow(tmp_path, clean_env, mon
         assert row["collapsed"] == child.data.metrics["collapse/count"]
         assert row["collapse_fraction"] == pytest.approx(child.data.metrics["collapse/fraction"])
         assert row["ci_low"] <= row["collapse_fraction"] <= row["ci_high"]
+
+
+def test_wilson_interval_matches_scipy():
+    from scipy.stats import binomtest
+
+    from analysis.dying_relu import wilson
+
+    for k, n in [(957, 1000), (0, 50), (50, 50), (13, 40)]:
+        low, high = wilson([k], [n])
+        ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert (low[0], high[0]) == pytest.approx((ci.low, ci.high), abs=1e-9)
