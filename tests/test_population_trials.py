@@ -3,6 +3,8 @@ separate runs, and the runner turns `--set seeds=N` into one population trial on
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -118,3 +120,14 @@ def test_seeds_become_one_population_trial_only_where_the_model_fuses():
     assert ddp.space["seed"] == [0, 1]
     with pytest.raises(ConfigError, match="population"):
         from_dict(ClassifyConfig, {"model": "resnet20", "dataset": "cifar10", "seeds": 2})
+
+
+def test_an_epoch_that_is_nan_still_reports_the_metric_tune_ranks_by():
+    """A NaN epoch is not evaluated, but its report carries test/accuracy = NaN (Tune refuses a result without
+    the study's metric, which would end the whole sweep) and the trial is recorded as diverged."""
+    data = _tiny_images()
+    for extra in ({}, {"seeds": 2}):
+        session = _run(train_classifier, {"dataset": "mnist", "model": "mlp", "widths": "16", "epochs": 3,
+                                          "batch_size": 16, "lr": 1e30, "optimizer": "sgd", **extra}, data, 3)
+        last = session.history[-1]
+        assert last["diverged"] == 1 and math.isnan(last["test/accuracy"]) and len(session.history) < 3

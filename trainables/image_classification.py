@@ -495,6 +495,9 @@ def train_classifier(config: dict[str, Any], data: VisionData, session) -> None:
                     replicas.update({f"{name}/loss": result["loss"], f"{name}/accuracy": result["accuracy"]})
                     result = {key: replica_mean(values) for key, values in result.items()}
                 metrics[f"{name}/loss"], metrics[f"{name}/accuracy"] = result["loss"], result["accuracy"]
+        elif cfg.lr_policy != "range":  # a NaN epoch is not evaluated; Tune needs the study's metric in every report
+            for name, _ in evals:
+                metrics[f"{name}/loss"] = metrics[f"{name}/accuracy"] = math.nan
         reached = cfg.target_accuracy > 0 and metrics.get(f"{eval_name}/accuracy", 0.0) >= cfg.target_accuracy
         if reached:
             metrics["target_reached"] = 1

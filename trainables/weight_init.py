@@ -30,13 +30,12 @@ tanh [-1, 1], sigmoid [0, 1], any other activation [min, max] of the batch over 
 exact zeros (ReLU's inactive units) are left out of the histogram and counted in `zero_frac` instead.
 
 A trial whose first epochs blow up (N(0, 1) with tanh or ReLU under SGD) is stopped as diverged by the shared
-loop; an epoch whose loss was NaN in every replica is not evaluated, so its report carries test/accuracy = NaN.
+loop; an epoch whose loss was NaN in every replica is not evaluated (its report carries test/accuracy = NaN).
 Its statistics at init, and those of the weights it diverged with, are still recorded.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -229,9 +228,6 @@ class LayerStatsSession:
         return getattr(self.session, name)
 
     def report(self, metrics: dict[str, float], epoch: int, state_fn=None, artifacts=None) -> bool:
-        if is_diverged(metrics) and "test/accuracy" not in metrics:
-            # an epoch whose training loss was NaN in every replica is not evaluated; Tune needs the metric
-            metrics = {**metrics, "test/accuracy": math.nan}
         tables = None
         if epoch >= self.classify.stages or is_diverged(metrics):
             if state_fn is not None:
