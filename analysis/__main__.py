@@ -24,7 +24,6 @@ def main(argv: list[str] | None = None) -> int:
     study = load_study(args.study)
     try:
         sweep = load_sweep(args.study, args.parent_run, default_tracking_uri(args.results_dir))
-        sweep.runs.attrs.update(tracking_uri=sweep.tracking_uri, parent_run_id=sweep.parent_run_id)
     except (RecordsError, Exception) as e:  # noqa: BLE001  (an unknown run id raises MlflowException)
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2

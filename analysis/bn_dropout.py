@@ -39,7 +39,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 from analysis.plotting import save_figure  # noqa: E402
-from analysis.records import default_tracking_uri, per_replica, replica_curves, trial_artifact  # noqa: E402
+from analysis.records import per_replica, replica_curves, trial_artifact  # noqa: E402
 from trainables.bn_dropout import LABELS, SETUPS  # noqa: E402
 from trainables.image_classification import BATCHNORM_TABLE  # noqa: E402
 
@@ -131,9 +131,6 @@ def bn_parameters(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 def figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if not runs.attrs.get("tracking_uri"):  # figures live in RESULTS_DIR/<study>/, the store in RESULTS_DIR
-        runs = runs.copy()
-        runs.attrs["tracking_uri"] = default_tracking_uri(out_dir.parent)
     ok = _usable(runs)
     params, _ = bn_parameters(ok)
     curves = replica_curves(ok, list(METRICS)) if len(ok) else pd.DataFrame()

@@ -105,7 +105,9 @@ def load_sweep(study: str, parent_run_id: str | None = None, tracking_uri: str |
         row.update(run.data.metrics)
         row.update({k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")})
         rows.append(row)
-    return Sweep(parent=parent, runs=pd.DataFrame(rows), tracking_uri=tracking_uri)
+    runs = pd.DataFrame(rows)
+    runs.attrs.update(tracking_uri=tracking_uri, parent_run_id=parent.info.run_id)  # for figures reading artifacts
+    return Sweep(parent=parent, runs=runs, tracking_uri=tracking_uri)
 
 
 def metric_history(sweep: Sweep, key: str) -> pd.DataFrame:
@@ -129,7 +131,7 @@ def _populations(runs: pd.DataFrame) -> pd.Series:
 def per_replica(runs: pd.DataFrame, table: str = "replicas.csv") -> pd.DataFrame:
     """One row per replica: each population trial is expanded into the rows of its replicas table artifact
     (their columns, e.g. seed, optimizer and final metrics, replace the run's); other runs stay as they are.
-    Needs `runs.attrs["tracking_uri"]` (set by the runner and `python -m analysis`)."""
+    Needs `runs.attrs["tracking_uri"]` (set by `load_sweep`)."""
     uri = runs.attrs.get("tracking_uri")
     if runs.empty or not uri or not _populations(runs).any():
         return runs
@@ -153,7 +155,7 @@ def replica_curves(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """One row per (replica, epoch): the run's columns (a population trial's replica columns, e.g. seed and
     optimizer, replace them), "step" and each metric of `keys`. Ordinary runs give their MLflow metric
     histories, population trials their `replica_history.csv` artifact, so a figure drawn from this table does
-    not depend on whether replicas were fused. Needs `runs.attrs["tracking_uri"]`."""
+    not depend on whether replicas were fused. Needs `runs.attrs["tracking_uri"]` (set by `load_sweep`)."""
     uri = runs.attrs.get("tracking_uri")
     if runs.empty or not uri:
         return pd.DataFrame(columns=[*runs.columns, "step", *keys])

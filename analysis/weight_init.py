@@ -38,7 +38,7 @@ import pandas as pd  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 from analysis.plotting import save_figure  # noqa: E402
-from analysis.records import default_tracking_uri, per_replica, trial_artifact  # noqa: E402
+from analysis.records import per_replica, trial_artifact  # noqa: E402
 from trainables.weight_init import HISTOGRAMS, INITS, LABELS, LAYER_STATS, STUDY_ACTIVATIONS  # noqa: E402
 
 COLORS = {"normal_small": "tab:blue", "normal_large": "tab:red", "glorot": "tab:green", "he": "tab:purple"}
@@ -164,9 +164,6 @@ def per_config(final: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
 def figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if not runs.attrs.get("tracking_uri"):  # figures live in RESULTS_DIR/<study>/, the store in RESULTS_DIR
-        runs = runs.copy()
-        runs.attrs["tracking_uri"] = default_tracking_uri(out_dir.parent)
     stats, hists, _ = layer_tables(runs)
     final = final_values(runs)
     configs = per_config(final, stats)

@@ -200,7 +200,8 @@ def fuse_population(study: Study, args: argparse.Namespace, base: dict[str, Any]
     """Whether replicas (seeds) of a config train fused in one population trial: where the study's models fuse
     (`Study.population`), outside DDP, and as --population asks: on, off, or auto = where it is faster (on a GPU,
     where one small model leaves the device idle; on a CPU only for the tiny models of `population_on_cpu`
-    studies: fusing LeNet-5 or a 2x1000 MLP is ~1.3-1.5x slower on a CPU than separate runs, bench/population.py)."""
+    studies: fusing LeNet-5 or a 2x1000 MLP is ~1.2-1.4x slower on a CPU than separate runs,
+    bench/population_models.py)."""
     policy = getattr(args, "population", "off")
     possible = (study.population is not None and args.workers is None and study.ddp_overrides is None
                 and study.population(base))
@@ -563,7 +564,6 @@ def _finish(study: Study, args: argparse.Namespace, tracking_uri: str, experimen
     from analysis.report import render
 
     sweep = load_sweep(study.name, parent_id, tracking_uri)
-    sweep.runs.attrs.update(tracking_uri=tracking_uri, parent_run_id=parent_id)  # for figures of metric histories
     paths = render(sweep, study.figures, results_dir / study.name)
     print(f"\n== {study.name} ({args.preset}, {args.search}, {args.scheduler}): {headline(sweep.runs)}")
     print(study.summary(sweep.runs))

@@ -15,11 +15,11 @@ chunked gradient accumulation, the target-accuracy stop) is `trainables.image_cl
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from trainables import image_classification as ic
-from trainables.config import ConfigError, from_dict, to_dict
+from trainables.config import ConfigError, from_dict
 
 LR_SCALINGS = ("none", "linear", "sqrt")
 HE_ITERATIONS = (32_000, 48_000)  # He et al. 2015, Sec. 4.2: lr / 10 at these iterations of batch 128
@@ -65,13 +65,10 @@ class BatchAugmentConfig(ic.ClassifyConfig):
         return self.lr * factor
 
 
-_CLASSIFY_KEYS = {f.name for f in fields(ic.ClassifyConfig)}
-
-
 def classify_config(config: dict[str, Any]) -> dict[str, Any]:
     """The shared trial's config: lr scaled for M, the study-only keys dropped."""
     cfg = from_dict(BatchAugmentConfig, config)
-    values = {k: v for k, v in to_dict(cfg).items() if k in _CLASSIFY_KEYS}
+    values = ic.classify_values(cfg)
     values["lr"] = cfg.effective_lr
     return values
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from trainables import image_classification as ic
-from trainables.config import ConfigError, from_dict, to_dict
+from trainables.config import ConfigError, from_dict
 
 # setup -> the model options it sets (a)..(e) of the study; dict order is the order figures use.
 SETUPS: dict[str, dict[str, Any]] = {
@@ -72,13 +72,10 @@ class BNDropoutConfig(ic.ClassifyConfig):
         return {key: SETUPS[self.setup].get(key, _DEFAULTS[key]) for key in MODEL_OPTIONS}
 
 
-_CLASSIFY_KEYS = {f.name for f in fields(ic.ClassifyConfig)}
-
-
 def classify_config(config: dict[str, Any]) -> dict[str, Any]:
     """The shared trial's config: the setup's model options filled in, `setup` dropped."""
     cfg = from_dict(BNDropoutConfig, config)
-    values = {k: v for k, v in to_dict(cfg).items() if k in _CLASSIFY_KEYS}
+    values = ic.classify_values(cfg)
     values.update(cfg.model_options())
     return values
 

@@ -285,6 +285,11 @@ class ClassifyConfig:
         return {"image_size": self.image_shape[1], **kw}
 
 
+def classify_values(cfg: ClassifyConfig) -> dict[str, Any]:
+    """The image trial's own config values of `cfg`, a study's ClassifyConfig subclass (its study keys dropped)."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(ClassifyConfig)}
+
+
 def check_runnable(cfg: ClassifyConfig, distributed: Any = None) -> None:
     """What a trial needs beyond a valid config: values that study hooks fill in (the LR and batch bounds
     from earlier range tests) and a single process for the range tests."""
@@ -345,7 +350,8 @@ def make_optimizer(cfg: ClassifyConfig, params, name: str | None = None, lr: flo
 
 
 def make_population_optimizer(cfg: ClassifyConfig, params, replicas_per_group: int) -> torch.optim.Optimizer:
-    """The optimizer of a population: the config's one over all replicas, or one per group of `optimizers`."""
+    """The trial's optimizer: the config's one over all parameters (one model, or a population of one method), or
+    one per replica group of `optimizers`."""
     groups = cfg.replica_groups()
     if len(groups) == 1:
         return make_optimizer(cfg, params)
@@ -409,8 +415,7 @@ def train_classifier(config: dict[str, Any], data: VisionData, session) -> None:
     steps_per_epoch = max(1, n // (dist.world if dist else 1) // cfg.batch_size)
     # `model` stays the plain module (checkpoints, evaluation); a compressing hook starts after epoch 1
     net = dist.wrap(model, warmup_steps=steps_per_epoch) if dist else model
-    optimizer = make_population_optimizer(cfg, model.parameters(), cfg.seeds) if population else make_optimizer(
-        cfg, model.parameters())
+    optimizer = make_population_optimizer(cfg, model.parameters(), cfg.seeds)
     scheduler = build_schedule(cfg, optimizer, steps_per_epoch)
     generator = data_generators(seeds) if population else torch.Generator(device=device).manual_seed(cfg.seed)
     transform = functools.partial(eval_transform, mean=on_device.mean, std=on_device.std)

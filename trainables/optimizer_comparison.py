@@ -29,8 +29,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from trainables.config import ConfigError, from_dict, to_dict
-from trainables.image_classification import ClassifyConfig, derived_params as classify_params, train_classifier
+from trainables.config import ConfigError, from_dict
+from trainables.image_classification import (ClassifyConfig, classify_values, derived_params as classify_params,
+                                              train_classifier)
 from trainables.session import LocalSession
 from trainables.vision_data import Split, VisionData
 
@@ -42,8 +43,6 @@ METHOD_LRS = {"adagrad": 0.01, "rmsprop": 0.001, "rmsprop_nesterov": 0.001, "ada
 REGULARIZATIONS = ("l2", "dropout")
 # The image trial's keys this study sets from `regularization` (given directly they would be overwritten).
 DERIVED = ("weight_decay", "dropout_input", "dropout_hidden")
-STUDY_KEYS = ("regularization", "l2", "p_drop_input", "p_drop_hidden", *(f"lr_{m}" for m in METHODS), "lr_search",
-              "lr_search_epochs")
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,7 @@ class OptimizersConfig(ClassifyConfig):
 
 def classify_config(cfg: OptimizersConfig) -> dict[str, Any]:
     """The image trial's config of a study config: regularization and per-method learning rates applied."""
-    values = {k: v for k, v in to_dict(cfg).items() if k not in STUDY_KEYS}
+    values = classify_values(cfg)
     if cfg.regularization == "l2":
         values["weight_decay"] = cfg.l2
     else:
@@ -148,7 +147,7 @@ def search_learning_rates(cfg: OptimizersConfig, data: VisionData, methods: list
             losses = []
             for regularization in regularizations:
                 run = dataclasses.replace(cfg, optimizer=method, regularization=regularization, optimizers=(),
-                                          seeds=1, epochs=cfg.lr_search_epochs, **{f"lr_{method}": lr})
+                                          seeds=1, epochs=cfg.lr_search_epochs)
                 session = LocalSession(epochs=cfg.lr_search_epochs)
                 train_classifier({**classify_config(run), "lr": lr}, split, session)
                 last = session.history[-1] if session.history else {}

@@ -46,7 +46,7 @@ from torch import nn
 
 from trainables import image_classification as ic
 from trainables.augment import eval_transform
-from trainables.config import ConfigError, from_dict, to_dict
+from trainables.config import ConfigError, from_dict
 from trainables.population import FusedLinear, Population, build_population, per_replica_cross_entropy
 from trainables.session import is_diverged
 
@@ -98,13 +98,10 @@ class WeightInitConfig(ic.ClassifyConfig):
         return {key: INITS[self.init].get(key, _DEFAULTS[key]) for key in OWNED}
 
 
-_CLASSIFY_KEYS = {f.name for f in fields(ic.ClassifyConfig)}
-
-
 def classify_config(config: dict[str, Any]) -> dict[str, Any]:
     """The shared trial's config: the init's weight_init/init_sigma filled in, the study-only keys dropped."""
     cfg = from_dict(WeightInitConfig, config)
-    values = {k: v for k, v in to_dict(cfg).items() if k in _CLASSIFY_KEYS}
+    values = ic.classify_values(cfg)
     values.update(cfg.init_options())
     return values
 
