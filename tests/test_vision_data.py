@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import struct
 
@@ -10,7 +11,8 @@ import pytest
 import torch
 import torchvision
 
-from fake_datasets import UncheckedCIFAR10, UncheckedCIFAR100, make_cifar, make_mnist, write_idx  # noqa: F401
+from fake_datasets import (UncheckedCIFAR10, UncheckedCIFAR100, UncheckedFlowers102, make_cifar, make_dtd,  # noqa: F401
+                           make_fgvc_aircraft, make_flowers102, make_mnist, write_idx)
 from trainables import vision_data
 from trainables.vision_data import DATASETS, DatasetSpec, DatasetUnavailableError, load_vision_data, to_device
 
@@ -165,3 +167,132 @@ def test_digits_is_scikit_learns_digits_at_28x28_split_by_class():
     assert np.corrcoef(small.flatten().numpy(), original.flatten())[0, 1] > 0.95
     again = load_vision_data("digits", val_size=100)
     assert np.array_equal(again.test.images, data.test.images)  # a fixed split
+
+
+def test_classes_names_per_label(tmp_path):
+    make_mnist(tmp_path, "MNIST")
+    assert load_vision_data("mnist", tmp_path).classes[:2] == ("0 - zero", "1 - one")  # torchvision's own
+    assert load_vision_data("digits").classes == tuple("0123456789")
+    bare = vision_data.VisionData("x", 3, (0.5,), (0.2,), *[vision_data.Split(np.zeros((0, 1, 2, 2), np.uint8),
+                                                                                np.zeros(0, np.int64))] * 3)
+    assert bare.classes == ("0", "1", "2")  # positional construction (no names) keeps working
+
+
+# ---- file data sets (Visual Decathlon domains): JPEGs of varying size, official splits ----
+
+@pytest.fixture
+def flowers(monkeypatch):
+    """'flowers_test': the production flowers102 entry with the .mat MD5 checks off and 3 classes."""
+    spec = dataclasses.replace(DATASETS["flowers102"], cls=UncheckedFlowers102, num_classes=3)
+    monkeypatch.setitem(DATASETS, "flowers_test", spec)
+    return "flowers_test"
+
+
+@pytest.mark.parametrize("name,make", [("flowers_test", make_flowers102), ("dtd", make_dtd),
+                                       ("fgvc_aircraft", make_fgvc_aircraft)])
+def test_file_datasets_official_splits(tmp_path, flowers, name, make):
+    splits = make(tmp_path, classes=3, per_split=(3, 2, 1))
+    data = load_vision_data(name, tmp_path, size=24, download=False)
+    assert data.train.images.shape == (9, 3, 24, 24) and data.train.images.dtype == np.uint8
+    assert data.val.images.shape == (6, 3, 24, 24) and data.test.images.shape == (3, 3, 24, 24)
+    for split in ("train", "val", "test"):
+        assert sorted(getattr(data, split).labels.tolist()) == sorted(splits[split])
+    assert len(data.classes) == data.num_classes == DATASETS[name].num_classes
+    expected = {"flowers_test": ("pink primrose", "hard-leaved pocket orchid", "canterbury bells"),
+                "dtd": ("texture0", "texture1", "texture2"),
+                "fgvc_aircraft": ("Model 0-100", "Model 1-100", "Model 2-100")}[name]
+    assert data.classes[:3] == expected
+    assert len(data.mean) == 3 and all(0.1 < m < 0.9 for m in data.mean)
+    # learnable: each class's images share a colour, so the class means differ clearly
+    means = np.stack([data.train.images[data.train.labels == c].mean(axis=(0, 2, 3)) for c in range(3)])
+    assert np.abs(means[:, None] - means[None]).max(axis=2)[~np.eye(3, dtype=bool)].min() > 40
+    sub = load_vision_data(name, tmp_path, size=24, train_subset=4, test_subset=2, subset_seed=1)
+    assert len(sub.train.labels) == 4 and len(sub.val.labels) == 4 and len(sub.test.labels) == 2
+
+
+def test_default_size_is_256(tmp_path):
+    make_dtd(tmp_path, classes=2, per_split=(1, 1, 1))
+    assert load_vision_data("dtd", tmp_path).image_shape == (3, 256, 256)
+
+
+def test_resize_shorter_side_then_center_crop(tmp_path):
+    from PIL import Image
+
+    make_dtd(tmp_path, classes=2, per_split=(1, 1, 1))
+    first = (tmp_path / "dtd/dtd/labels/train1.txt").read_text().split()[0]
+    wide = np.zeros((40, 120, 3), np.uint8)
+    wide[:, :40, 0] = wide[:, 40:80, 1] = wide[:, 80:, 2] = 255  # red | green | blue thirds
+    Image.fromarray(wide).save(tmp_path / "dtd/dtd/images" / first, quality=95)
+    data = load_vision_data("dtd", tmp_path, size=16)
+    image = data.train.images[0].astype(float)  # the first line of train1.txt
+    assert image[1].mean() > 230 and image[0].mean() < 25 and image[2].mean() < 25  # only the green centre kept
+
+
+def _jpgs(root):
+    return sorted(root.rglob("*.jpg"))
+
+
+def test_compact_cache_is_used_and_a_partial_one_ignored(tmp_path, flowers):
+    make_flowers102(tmp_path, classes=3, per_split=(2, 1, 1))
+    first = load_vision_data(flowers, tmp_path, size=20)
+    cache = tmp_path / ".compact" / "flowers_test-20.npz"
+    assert cache.is_file() and [p.name for p in cache.parent.iterdir()] == [cache.name]  # no temp file left
+    originals = {p: p.read_bytes() for p in _jpgs(tmp_path)}
+    for p in originals:
+        p.unlink()  # a second load must not need the images
+    again = load_vision_data(flowers, tmp_path, size=20)
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(getattr(again, split).images, getattr(first, split).images)
+        np.testing.assert_array_equal(getattr(again, split).labels, getattr(first, split).labels)
+    assert again.classes == first.classes and again.mean == first.mean
+    with pytest.raises(DatasetUnavailableError, match="image_"):  # another size is not cached: the jpgs are gone
+        load_vision_data(flowers, tmp_path, size=18)
+    for p, data in originals.items():
+        p.write_bytes(data)
+    cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])  # a torn write
+    rebuilt = load_vision_data(flowers, tmp_path, size=20)
+    np.testing.assert_array_equal(rebuilt.train.images, first.train.images)
+    assert np.load(cache)["train_images"].shape == first.train.images.shape  # rewritten whole
+
+
+def test_unwritable_cache_is_skipped(tmp_path):
+    make_dtd(tmp_path, classes=2, per_split=(1, 1, 1))
+    (tmp_path / ".compact").write_text("not a folder")  # mkdir fails, as in a read-only data dir
+    data = load_vision_data("dtd", tmp_path, size=12)
+    assert data.image_shape == (3, 12, 12) and (tmp_path / ".compact").read_text() == "not a folder"
+
+
+def test_size_and_val_size_errors(tmp_path):
+    make_dtd(tmp_path, classes=2, per_split=(2, 1, 1))
+    with pytest.raises(ValueError, match="official validation split") as err:
+        load_vision_data("dtd", tmp_path, val_size=1)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="size must be 0"):
+        load_vision_data("digits", size=32)
+
+
+@pytest.mark.parametrize("name,missing", [("dtd", "dtd/dtd/labels/train1.txt"),
+                                          ("fgvc_aircraft", "fgvc-aircraft-2013b/data/variants.txt"),
+                                          ("flowers102", "flowers-102/setid.mat")])
+def test_file_dataset_missing_one_line_error(tmp_path, name, missing):
+    with pytest.raises(DatasetUnavailableError) as err:
+        load_vision_data(name, tmp_path / "empty", download=False)
+    msg = str(err.value)
+    assert "\n" not in msg and missing in msg and str(tmp_path) in msg
+    assert f"python -m trainables.vision_data {name} --data-dir DIR" in msg
+
+
+def test_missing_image_names_the_file(tmp_path):
+    make_fgvc_aircraft(tmp_path, classes=2, per_split=(1, 1, 1))
+    victim = _jpgs(tmp_path)[0]
+    victim.unlink()
+    with pytest.raises(DatasetUnavailableError) as err:
+        load_vision_data("fgvc_aircraft", tmp_path, size=8, download=False)
+    assert "\n" not in str(err.value) and str(victim.relative_to(tmp_path)) in str(err.value)
+    assert not (tmp_path / ".compact" / "fgvc_aircraft-8.npz").exists()
+
+
+def test_flowers_checksums_checked_in_production(tmp_path):
+    make_flowers102(tmp_path, classes=2, per_split=(1, 1, 1))
+    with pytest.raises(DatasetUnavailableError, match="checksum"):
+        load_vision_data("flowers102", tmp_path, download=False)

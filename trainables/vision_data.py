@@ -1,5 +1,6 @@
 """Image datasets held in memory as uint8 arrays: MNIST, FashionMNIST, CIFAR-10, CIFAR-100 (and scikit-learn's
-digits at 28x28, `trainables.digits`, the one real image set available offline).
+digits at 28x28, `trainables.digits`, the one real image set available offline), and three Visual Decathlon
+domains read from JPEG files: Flowers102, DTD (textures) and FGVC-Aircraft (100 variants).
 
 Files are read (and, when missing, downloaded) by torchvision's own dataset classes, so the
 on-disk formats and CIFAR's MD5 checks are the real ones. The data directory is the
@@ -9,10 +10,17 @@ raises `DatasetUnavailableError` (one line: which files, where, how to get them)
 
     >>> data = load_vision_data("cifar10", val_size=5000)       # numpy, cheap for ray.put
     >>> dev = to_device(data, "cuda")                            # uint8 tensors, moved once
+    >>> data = load_vision_data("flowers102", size=128)          # official train/val/test, (N, 3, 128, 128)
+
+The file data sets (official train/val/test splits, images of varying size) are decoded once in
+parallel, each image resized so its shorter side is `size` pixels (default 256: a 224 crop fits,
+the ImageNet recipe) and center-cropped to size x size; the arrays are then cached under
+`<data_dir>/.compact/NAME-SIZE.npz`, so later loads skip the JPEGs (delete that file to rebuild).
 
 Fetch a dataset ahead of time (on a machine with internet):
 
     python -m trainables.vision_data cifar10 --data-dir /shared/data
+    python -m trainables.vision_data flowers102 --data-dir /shared/data --size 256   # also writes the cache
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import os
 import shutil
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,8 +50,20 @@ class DatasetUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    cls: type  # a torchvision dataset class (MNIST-like or CIFAR-like)
+    cls: type  # a torchvision dataset class (MNIST-like, CIFAR-like, or a file data set with a `split` argument)
     num_classes: int
+    # File data sets: images of varying size on disk, official "train"/"val"/"test" splits read by
+    # cls(root, split=..., **kwargs); `files` are the paths under the data dir that cls reads
+    # (named when they are missing); images are resized to `default_size` unless load_vision_data's size says.
+    official_splits: bool = False
+    kwargs: tuple[tuple[str, object], ...] = ()
+    files: tuple[str, ...] = ()
+    default_size: int = 0  # pixels, the side of the square images of a file data set
+
+
+def _file_spec(cls: type, num_classes: int, files: tuple[str, ...], **kwargs) -> DatasetSpec:
+    return DatasetSpec(cls, num_classes, official_splits=True, kwargs=tuple(kwargs.items()), files=files,
+                       default_size=256)  # shorter side 256: a 224 crop fits (the ImageNet recipe)
 
 
 # One explicit registry; tests add entries for synthesized datasets.
@@ -52,7 +73,22 @@ DATASETS: dict[str, DatasetSpec] = {
     "cifar10": DatasetSpec(torchvision.datasets.CIFAR10, 10),
     "cifar100": DatasetSpec(torchvision.datasets.CIFAR100, 100),
     "digits": DatasetSpec(Digits, 10),  # scikit-learn's 8x8 digits at 28x28, offline (trainables.digits)
+    # Visual Decathlon domains (real sizes: train/val/test images).
+    "flowers102": _file_spec(  # 1,020 / 1,020 / 6,149; torchvision checks the two .mat files' MD5
+        torchvision.datasets.Flowers102, 102,
+        ("flowers-102/jpg", "flowers-102/imagelabels.mat", "flowers-102/setid.mat")),
+    "dtd": _file_spec(  # 1,880 / 1,880 / 1,880 (partition 1 of 10)
+        torchvision.datasets.DTD, 47,
+        ("dtd/dtd/images", "dtd/dtd/labels/train1.txt", "dtd/dtd/labels/val1.txt", "dtd/dtd/labels/test1.txt"),
+        partition=1),
+    "fgvc_aircraft": _file_spec(  # 3,334 / 3,333 / 3,333, 100 variants (e.g. "737-700")
+        torchvision.datasets.FGVCAircraft, 100,
+        tuple(f"fgvc-aircraft-2013b/data/{f}" for f in (
+            "images", "variants.txt", "images_variant_train.txt", "images_variant_val.txt",
+            "images_variant_test.txt")),
+        annotation_level="variant"),
 }
+SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -70,8 +106,13 @@ class VisionData:
     mean: tuple[float, ...]  # per channel, on the [0, 1] scale, over the full official train set
     std: tuple[float, ...]
     train: Split
-    val: Split  # empty (0 samples) unless val_size > 0
+    val: Split  # empty (0 samples) unless val_size > 0 or the data set has an official validation split
     test: Split
+    classes: tuple[str, ...] = ()  # the name of each label; empty = "0", "1", ... (filled in)
+
+    def __post_init__(self):
+        names = tuple(self.classes)[:self.num_classes]
+        object.__setattr__(self, "classes", names + tuple(str(i) for i in range(len(names), self.num_classes)))
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -108,48 +149,142 @@ def expected_files(cls: type) -> list[str]:
     return [f"{cls.base_folder}/{f}" for f in names]
 
 
-def _open(cls: type, root: Path, train: bool):
+def _open(spec: DatasetSpec, root: Path, split: str):
     try:
-        return cls(str(root), train=train, download=False)
-    except RuntimeError:  # torchvision: "Dataset not found or corrupted"
+        if spec.official_splits:
+            return spec.cls(str(root), split=split, download=False, **dict(spec.kwargs))
+        return spec.cls(str(root), train=split == "train", download=False)
+    except (RuntimeError, OSError):  # torchvision: "Dataset not found or corrupted"; a split file missing
         return None
 
 
-def _download(name: str, cls: type, root: Path) -> None:
+def _download(name: str, spec: DatasetSpec, root: Path) -> None:
     """Download into a private temp dir, then move the finished files into place."""
     tmp = Path(tempfile.mkdtemp(prefix=f".download-{name}-", dir=root))
     try:
-        cls(str(tmp), train=True, download=True)
-        for rel in expected_files(cls):
+        if spec.official_splits:
+            spec.cls(str(tmp), split="train", download=True, **dict(spec.kwargs))
+            for top in dict.fromkeys(Path(f).parts[0] for f in spec.files):  # the extracted folder(s)
+                for archive in [*(tmp / top).glob("*.tgz"), *(tmp / top).glob("*.tar.gz")]:
+                    archive.unlink()  # keep only what the reader needs
+                shutil.rmtree(root / top, ignore_errors=True)  # a partial copy from before
+                os.replace(tmp / top, root / top)
+            return
+        spec.cls(str(tmp), train=True, download=True)
+        for rel in expected_files(spec.cls):
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp / rel, root / rel)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _read(name: str, root: Path, download: bool) -> tuple[object, object]:
+def _unavailable(name: str, root: Path, missing: list[str], reason: str) -> DatasetUnavailableError:
+    return DatasetUnavailableError(
+        f"dataset {name!r}: missing or corrupt {', '.join(missing)} under {root} ({reason}); "
+        f"run `python -m trainables.vision_data {name} --data-dir DIR` where there is internet "
+        f"and copy the files there, or point DLSWEEPS_DATA_DIR/--data-dir at a copy")
+
+
+def _read(name: str, root: Path, download: bool) -> dict[str, object]:
+    """The torchvision dataset of each split: train and test, or (file data sets) train, val and test."""
     spec = DATASETS[name]
+    splits = SPLITS if spec.official_splits else ("train", "test")
     root.mkdir(parents=True, exist_ok=True)
     # Trials start concurrently: one downloads, the others wait and then read.
     with filelock.FileLock(str(root / f".{name}.lock")):
-        train, test = _open(spec.cls, root, True), _open(spec.cls, root, False)
-        if train is None or test is None:
-            bad = [f for f in expected_files(spec.cls) if not (root / f).is_file()] or ["(checksum mismatch)"]
+        found = {split: _open(spec, root, split) for split in splits}
+        if None in found.values():
+            needed = list(spec.files) if spec.official_splits else expected_files(spec.cls)
+            bad = [f for f in needed if not (root / f).exists()] or ["(checksum mismatch)"]
             reason = "download disabled"
             if download:
                 try:
-                    _download(name, spec.cls, root)
-                    train, test = _open(spec.cls, root, True), _open(spec.cls, root, False)
+                    _download(name, spec, root)
+                    found = {split: _open(spec, root, split) for split in splits}
                     reason = "files unreadable after download"
                 except Exception as e:  # no network, HTTP error, bad checksum: all end the same way
                     detail = " ".join(str(e).split())[:200]  # keep the error to one line
                     reason = f"download failed: {type(e).__name__}: {detail}"
-            if train is None or test is None:
-                raise DatasetUnavailableError(
-                    f"dataset {name!r}: missing or corrupt {', '.join(bad)} under {root} ({reason}); "
-                    f"run `python -m trainables.vision_data {name} --data-dir DIR` where there is internet "
-                    f"and copy the files there, or point DLSWEEPS_DATA_DIR/--data-dir at a copy")
-    return train, test
+            if None in found.values():
+                raise _unavailable(name, root, bad, reason)
+    return found
+
+
+def _square_rgb(path, size: int) -> np.ndarray:
+    """One image as (3, size, size) uint8: the shorter side resized to `size` (antialiased), center-cropped."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.draft("RGB", (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale while both sides stay >= size
+        im = im.convert("RGB")
+        w, h = im.size
+        side = min(w, h)
+        box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)  # the central square
+        im = im.resize((size, size), Image.Resampling.BICUBIC, box=box)  # PIL filters scale with the reduction
+        return np.asarray(im).transpose(2, 0, 1)
+
+
+def _decode_split(name: str, root: Path, ds, size: int) -> Split:
+    """Every image of a file data set's split, decoded in parallel threads (PIL releases the GIL)."""
+    n = len(ds)
+    images = np.empty((n, 3, size, size), dtype=np.uint8)
+    labels = np.empty(n, dtype=np.int64)
+    ds.loader = lambda path: _square_rgb(path, size)  # the torchvision class lists files and labels; we decode
+
+    def one(i: int) -> None:
+        try:
+            images[i], labels[i] = ds[i]
+        except FileNotFoundError as e:
+            raise _unavailable(name, root, [os.path.relpath(e.filename, root)], "an image listed by the split") from None
+
+    with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
+        list(pool.map(one, range(n)))
+    return Split(images, labels)
+
+
+def _cache_path(root: Path, name: str, size: int) -> Path:
+    return root / ".compact" / f"{name}-{size}.npz"
+
+
+def _read_cache(path: Path) -> tuple[dict[str, Split], tuple[str, ...]] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            splits = {s: Split(z[f"{s}_images"], z[f"{s}_labels"]) for s in SPLITS}
+            return splits, tuple(str(c) for c in z["classes"])
+    except Exception:  # absent, truncated or from another layout: rebuild it
+        return None
+
+
+def _write_cache(path: Path, splits: dict[str, Split], classes: tuple[str, ...]) -> None:
+    """Atomically: a temp file in the same folder, then os.replace; skipped where it cannot be written."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, classes=np.array(classes, dtype=str), **{
+                f"{s}_{k}": getattr(splits[s], k) for s in SPLITS for k in ("images", "labels")})
+        os.replace(tmp, path)
+    except OSError:  # a read-only data dir: the cache is an optimization
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _read_files(name: str, root: Path, download: bool, size: int) -> tuple[dict[str, Split], tuple[str, ...]]:
+    """The compact arrays of a file data set: from the cache, else decoded from the files (then cached)."""
+    path = _cache_path(root, name, size)
+    cached = _read_cache(path)
+    if cached is not None:
+        return cached
+    found = _read(name, root, download)
+    with filelock.FileLock(str(root / f".{name}.lock")):  # one trial decodes; the others then read its cache
+        cached = _read_cache(path)
+        if cached is not None:
+            return cached
+        splits = {s: _decode_split(name, root, ds, size) for s, ds in found.items()}
+        classes = tuple(getattr(found["train"], "classes", ()) or ())
+        _write_cache(path, splits, classes)
+    return splits, classes
 
 
 def _as_arrays(ds) -> Split:
@@ -187,32 +322,52 @@ def load_vision_data(
     test_subset: int | None = None,
     subset_seed: int | None = None,
     download: bool = True,
+    size: int = 0,
 ) -> VisionData:
     """Load a dataset into memory.
 
+    size: file data sets (flowers102, dtd, fgvc_aircraft): the side of the square images in pixels
+        (shorter side resized to it, then center-cropped); 0 = the data set's default (256). Must be 0
+        for the tensor data sets (MNIST, CIFAR, digits), whose images have one size.
     val_size: samples moved from the official train set to a validation split, chosen by a
-        permutation seeded with `split_seed` (e.g. 5000 for CIFAR-10's 45k/5k).
+        permutation seeded with `split_seed` (e.g. 5000 for CIFAR-10's 45k/5k). Must be 0 for
+        the file data sets: their `val` is the official validation split.
     train_subset / test_subset: keep only n samples of train (and val) / test, for small presets:
         the first n when `subset_seed` is None, else a seeded random subset (original order kept).
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; registered: {', '.join(sorted(DATASETS))}")
-    train_ds, test_ds = _read(name, resolve_data_dir(data_dir), download)
-    train, test = _as_arrays(train_ds), _as_arrays(test_ds)
-    mean, std = _channel_stats(train.images)
-    n = len(train.labels)
-    if not 0 <= val_size < n:
-        raise ValueError(f"val_size must be in [0, {n}), got {val_size}")
-    perm = np.random.default_rng(split_seed).permutation(n)
-    val_idx, train_idx = np.sort(perm[:val_size]), np.sort(perm[val_size:])
-    val = Split(train.images[val_idx], train.labels[val_idx])
-    if val_size:
-        train = Split(train.images[train_idx], train.labels[train_idx])
+    spec = DATASETS[name]
+    root = resolve_data_dir(data_dir)
+    if spec.official_splits:
+        if val_size:
+            raise ValueError(f"dataset {name!r} has an official validation split: val_size must be 0, got {val_size}")
+        if size < 0:
+            raise ValueError(f"size must be >= 0 (0 = the default {spec.default_size}), got {size}")
+        splits, classes = _read_files(name, root, download, size or spec.default_size)
+        train, val, test = splits["train"], splits["val"], splits["test"]
+        mean, std = _channel_stats(train.images)
+    else:
+        if size:
+            raise ValueError(f"dataset {name!r} has images of one size: size must be 0, got {size}")
+        found = _read(name, root, download)
+        train, test = _as_arrays(found["train"]), _as_arrays(found["test"])
+        classes = tuple(getattr(found["train"], "classes", ()) or ())
+        mean, std = _channel_stats(train.images)
+        n = len(train.labels)
+        if not 0 <= val_size < n:
+            raise ValueError(f"val_size must be in [0, {n}), got {val_size}")
+        perm = np.random.default_rng(split_seed).permutation(n)
+        val_idx, train_idx = np.sort(perm[:val_size]), np.sort(perm[val_size:])
+        val = Split(train.images[val_idx], train.labels[val_idx])
+        if val_size:
+            train = Split(train.images[train_idx], train.labels[train_idx])
     return VisionData(
-        name=name, num_classes=DATASETS[name].num_classes, mean=mean, std=std,
+        name=name, num_classes=spec.num_classes, mean=mean, std=std,
         train=_subset(train, train_subset, subset_seed),
         val=_subset(val, train_subset, subset_seed),
         test=_subset(test, test_subset, subset_seed),
+        classes=classes,
     )
 
 
@@ -227,17 +382,53 @@ def to_device(data: VisionData, device: str | torch.device) -> DeviceVisionData:
                             move(data.train), move(data.val), move(data.test))
 
 
+def dataset_summary(data: VisionData, classes: int = 2, per_class: int = 4, seed: int = 0) -> dict[str, object]:
+    """What a study logs about its data on the parent run (trainables.artifacts formats, by extension):
+
+    dataset/splits.csv   split, images, classes (present in the split)
+    dataset/classes.csv  label, name, images per split (train, val, test)
+    dataset/samples.npy  (classes, per_class, C, H, W) uint8 training images of `classes` labels picked by a
+                         seeded choice (a label with fewer images leaves its last slots zero)
+    dataset/summary.json name, num_classes, image_shape, mean, std, and the sample rows' labels, names, counts
+    analysis.datasets draws them (one figure) and prints them.
+    """
+    import pandas as pd
+
+    splits = {"train": data.train, "val": data.val, "test": data.test}
+    counts = {s: np.bincount(split.labels, minlength=data.num_classes)[:data.num_classes] for s, split in splits.items()}
+    split_table = pd.DataFrame({"split": list(splits), "images": [len(s.labels) for s in splits.values()],
+                                "classes": [int((c > 0).sum()) for c in counts.values()]})
+    class_table = pd.DataFrame({"label": np.arange(data.num_classes), "name": list(data.classes), **counts})
+    rng = np.random.default_rng(seed)
+    present = np.flatnonzero(counts["train"])
+    picked = np.sort(rng.choice(present, size=min(classes, len(present)), replace=False))
+    samples = np.zeros((len(picked), per_class, *data.image_shape), dtype=np.uint8)
+    shown = []
+    for row, label in enumerate(picked):
+        idx = np.flatnonzero(data.train.labels == label)
+        idx = np.sort(rng.choice(idx, size=min(per_class, len(idx)), replace=False))
+        samples[row, :len(idx)] = data.train.images[idx]
+        shown.append(len(idx))
+    summary = {"name": data.name, "num_classes": data.num_classes, "image_shape": list(data.image_shape),
+               "mean": list(data.mean), "std": list(data.std), "seed": seed,
+               "sample_labels": [int(i) for i in picked], "sample_names": [data.classes[i] for i in picked],
+               "sample_counts": shown}
+    return {"dataset/splits.csv": split_table, "dataset/classes.csv": class_table,
+            "dataset/samples.npy": samples, "dataset/summary.json": summary}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Download a dataset into the data dir and print its shapes.")
     parser.add_argument("name", choices=sorted(DATASETS))
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--size", type=int, default=0, help="file data sets: image side in pixels (0 = 256)")
     args = parser.parse_args()
     try:
-        data = load_vision_data(args.name, args.data_dir)
+        data = load_vision_data(args.name, args.data_dir, size=args.size)
     except DatasetUnavailableError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    print(f"{data.name}: train {data.train.images.shape}, test {data.test.images.shape}, "
+    print(f"{data.name}: train {data.train.images.shape}, val {data.val.images.shape}, test {data.test.images.shape}, "
           f"mean {tuple(round(m, 4) for m in data.mean)}, std {tuple(round(s, 4) for s in data.std)}")
 
 
