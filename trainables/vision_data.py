@@ -235,7 +235,8 @@ def _decode_split(name: str, root: Path, ds, size: int) -> Split:
         try:
             images[i], labels[i] = ds[i]
         except FileNotFoundError as e:
-            raise _unavailable(name, root, [os.path.relpath(e.filename, root)], "an image listed by the split") from None
+            missing = [os.path.relpath(e.filename, root)]
+            raise _unavailable(name, root, missing, "an image listed by the split") from None
 
     with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
         list(pool.map(one, range(n)))
@@ -395,7 +396,8 @@ def dataset_summary(data: VisionData, classes: int = 2, per_class: int = 4, seed
     import pandas as pd
 
     splits = {"train": data.train, "val": data.val, "test": data.test}
-    counts = {s: np.bincount(split.labels, minlength=data.num_classes)[:data.num_classes] for s, split in splits.items()}
+    counts = {s: np.bincount(split.labels, minlength=data.num_classes)[:data.num_classes]
+              for s, split in splits.items()}
     split_table = pd.DataFrame({"split": list(splits), "images": [len(s.labels) for s in splits.values()],
                                 "classes": [int((c > 0).sum()) for c in counts.values()]})
     class_table = pd.DataFrame({"label": np.arange(data.num_classes), "name": list(data.classes), **counts})
