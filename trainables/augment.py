@@ -15,6 +15,7 @@ images), then normalize, then cutout (zeros after normalization = the mean colou
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -137,3 +138,45 @@ def eval_transform(images: torch.Tensor, *, mean: Sequence[float], std: Sequence
     """Test-time pipeline: normalize (and resize if the model needs it), nothing random."""
     x = normalize(images, mean, std)
     return resize(x, size) if size else x
+
+
+def random_resized_crop_flip(images: torch.Tensor, size: int, generator: torch.Generator, *,
+                             scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                             flip: bool = True, attempts: int = 10) -> torch.Tensor:
+    """Inception-style random-resized crop (torchvision's RandomResizedCrop) and horizontal flip, batched:
+    per sample a box of a random fraction `scale` of the image's area and aspect ratio in `ratio` (log-uniform),
+    placed uniformly, resampled bilinearly to size x size; uint8 in, float [0, 1] out (`normalize` takes it from there).
+
+    As torchvision, a box that does not fit is drawn again (up to `attempts` times, all at once); a sample
+    whose every draw failed takes the whole image. One `affine_grid` + `grid_sample` does crop, resize and flip."""
+    n, _, h, w = images.shape
+    dev = images.device
+    area = torch.empty(n, attempts, device=dev).uniform_(*scale, generator=generator) * (h * w)
+    log_r = torch.empty(n, attempts, device=dev).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator)
+    bw, bh = (area * log_r.exp()).sqrt().round(), (area / log_r.exp()).sqrt().round()  # box size in pixels
+    fits = (bw <= w) & (bh <= h) & (bw > 0) & (bh > 0)
+    first = torch.where(fits.any(1), fits.float().argmax(1), 0)  # the first draw that fits
+    pick = lambda t, whole: torch.where(fits.any(1), t.gather(1, first[:, None])[:, 0], whole)  # noqa: E731
+    bw, bh = pick(bw, torch.full_like(bw[:, 0], w)), pick(bh, torch.full_like(bh[:, 0], h))
+    x0 = (torch.rand(n, device=dev, generator=generator) * (w - bw + 1)).floor()  # left edge, 0..w-bw
+    y0 = (torch.rand(n, device=dev, generator=generator) * (h - bh + 1)).floor()
+    mirror = torch.rand(n, device=dev, generator=generator) < (0.5 if flip else 0.0)
+    # affine_grid's normalized coordinates (align_corners=False): x_in = sx * x_out + tx, image spans [-1, 1]
+    sx = torch.where(mirror, -bw / w, bw / w)
+    tx, ty = (2 * x0 + bw) / w - 1, (2 * y0 + bh) / h - 1
+    theta = torch.zeros(n, 2, 3, device=dev)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, tx, bh / h, ty
+    grid = F.affine_grid(theta, [n, images.shape[1], size, size], align_corners=False)
+    return F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="border", align_corners=False).div_(255)
+
+
+def center_crop_resize(images: torch.Tensor, size: int, crop_fraction: float = 0.875) -> torch.Tensor:
+    """Test-time view (ImageNet's "resize 256, centre-crop 224"): the central `crop_fraction` of each side,
+    resized to size x size (bilinear, antialiased) if it is not that size already; uint8 in, float [0, 1] out."""
+    h, w = images.shape[-2:]
+    ch, cw = max(1, round(h * crop_fraction)), max(1, round(w * crop_fraction))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    x = images[..., top: top + ch, left: left + cw].float().div_(255)
+    if (ch, cw) == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
