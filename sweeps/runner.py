@@ -36,6 +36,7 @@ from typing import Any, NoReturn, Sequence
 from analysis.records import RecordsError
 from trainables.artifacts import encode_all
 from trainables.config import ConfigError, from_dict, parse_value, to_dict
+from trainables.pretrained import WeightsUnavailableError
 from trainables.vision_data import DatasetUnavailableError
 
 from sweeps.study import Analysis, Context, Study
@@ -137,6 +138,7 @@ class Plan:
     epochs: int
     grace_period: int
     ddp: Any = None  # trainables.ddp.DDPSettings when every trial is a DDP job, else None
+    points: tuple[dict[str, Any], ...] = ()  # grid points of keys that vary together (Preset.points)
 
 
 def resolve_plan(study: Study, args: argparse.Namespace) -> Plan:
@@ -160,6 +162,10 @@ def resolve_plan(study: Study, args: argparse.Namespace) -> Plan:
             continue
         base[key] = parse_value(study.config_cls, key, text)
         space.pop(key, None)  # a value given on the command line pins that axis
+    points = _pinned_points(preset.points, base, args.overrides)
+    for point in points:
+        for key in point:
+            space.pop(key, None)
     axes = {key: field for key, field in study.population_axes.items()
             if isinstance(space.get(key), list) and len(space[key]) > 1}
     fused = (seeds > 1 or bool(axes)) and fuse_population(study, args, base)
@@ -168,6 +174,8 @@ def resolve_plan(study: Study, args: argparse.Namespace) -> Plan:
         for key, field in axes.items():
             base[field] = tuple(space.pop(key))
     from_dict(study.config_cls, base)  # validates the base config as a whole
+    for point in points:
+        from_dict(study.config_cls, {**base, **point})
     for key, values in space.items():
         if isinstance(values, list):
             for value in values:
@@ -192,8 +200,21 @@ def resolve_plan(study: Study, args: argparse.Namespace) -> Plan:
     if args.scheduler == "asha" and study.epochs_key is None:
         raise UsageError(f"{study.name}'s trials report once (one-shot): there is nothing for ASHA to stop early; "
                          f"use --scheduler fifo")
-    return Plan(base, space, num_samples if args.search != "grid" else 1, epochs, min(preset.asha_grace_period, epochs),
-                ddp)
+    grid_samples = max(len(points), 1)  # each point is one sample of the grid (times its other axes)
+    return Plan(base, space, num_samples if args.search != "grid" else grid_samples, epochs,
+                min(preset.asha_grace_period, epochs), ddp, points)
+
+
+def _pinned_points(points: tuple[dict[str, Any], ...], base: dict[str, Any], overrides: list[str]) -> tuple[dict, ...]:
+    """A preset's grid points less the keys given with --set (those are pinned); points that became the same
+    run once."""
+    pinned = {item.partition("=")[0] for item in overrides}
+    kept: list[dict[str, Any]] = []
+    for point in points:
+        rest = {key: value for key, value in point.items() if key not in pinned}
+        if rest and rest not in kept:
+            kept.append(rest)
+    return tuple(kept)
 
 
 def fuse_population(study: Study, args: argparse.Namespace, base: dict[str, Any]) -> bool:
@@ -224,6 +245,9 @@ def param_space(plan: Plan, search: str) -> dict[str, Any]:
     from ray import tune
 
     space = {k: _encode(v) for k, v in plan.base.items()}
+    for key in {key for point in plan.points for key in point}:  # grid: points_to_evaluate pins them
+        values = list(dict.fromkeys(_encode(point[key]) for point in plan.points if key in point))
+        space[key] = tune.choice(values)
     for key, values in plan.space.items():
         if isinstance(values, list):
             values = [_encode(v) for v in values]
@@ -354,7 +378,7 @@ def _experiment(client, name: str, results_dir: Path, local_store: bool) -> str:
 
 def _grid_configs(plan: Plan) -> list[dict[str, Any]]:
     """Every combination of the list-valued axes of the space (Tune domains keep their base value)."""
-    configs = [dict(plan.base)]
+    configs = [{**plan.base, **point} for point in plan.points] or [dict(plan.base)]
     for key, values in plan.space.items():
         if isinstance(values, list):
             configs = [{**c, key: v} for c in configs for v in values]
@@ -376,7 +400,11 @@ def _scheduler(study: Study, plan: Plan, kind: str, time: str = "epoch"):
                          reduction_factor=3)
 
 
-def _searcher(search: str, seed: int):
+def _searcher(search: str, seed: int, plan: Plan):
+    if search == "grid" and plan.points:
+        from ray.tune.search import BasicVariantGenerator
+
+        return BasicVariantGenerator(points_to_evaluate=[{k: _encode(v) for k, v in p.items()} for p in plan.points])
     if search != "optuna":
         return None
     import optuna
@@ -408,7 +436,7 @@ def main(study: Study, argv: Sequence[str] | None = None) -> int:
     args = build_parser(study).parse_args(argv)
     try:
         return _run(study, args, argv)
-    except (UsageError, ConfigError, DatasetUnavailableError, RecordsError) as e:
+    except (UsageError, ConfigError, DatasetUnavailableError, WeightsUnavailableError, RecordsError) as e:
         fail(str(e))
 
 
@@ -478,6 +506,11 @@ def _run(study: Study, args: argparse.Namespace, argv: list[str]) -> int:
         experiment_path = storage.rstrip("/") + "/" + name
         parent_id = _open_parent_run(client, experiment_id, name, args, argv, plan,
                                      {"ray_experiment_path": experiment_path})
+        if study.describe_data is not None:  # e.g. a data-set summary, for the sweep's figures
+            from sweeps.recording import log_artifact_bytes
+
+            for path, blob in encode_all(study.describe_data(data)).items():
+                log_artifact_bytes(client, parent_id, path, blob)
 
     from sweeps.recording import MLflowRecorder
     from trainables.session import tune_trainable
@@ -509,7 +542,7 @@ def _run(study: Study, args: argparse.Namespace, argv: list[str]) -> int:
                 trainable,
                 param_space=param_space(plan, args.search),
                 tune_config=tune.TuneConfig(
-                    metric=study.metric, mode=study.mode, search_alg=_searcher(args.search, args.seed),
+                    metric=study.metric, mode=study.mode, search_alg=_searcher(args.search, args.seed, plan),
                     scheduler=_scheduler(study, plan, args.scheduler, getattr(args, "asha_time", "epoch")),
                     num_samples=plan.num_samples,
                     max_concurrent_trials=args.max_concurrent, reuse_actors=True,
@@ -549,6 +582,8 @@ def _open_parent_run(client, experiment_id: str, name: str, args: argparse.Names
     parent_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
     params = {f"base.{k}": str(_encode(v)) for k, v in plan.base.items()}
     params.update({f"space.{k}": str(v)[:500] for k, v in plan.space.items()})
+    if plan.points:
+        params["space.points"] = json.dumps([{k: _encode(v) for k, v in p.items()} for p in plan.points])[:6000]
     params.update({"num_samples": str(plan.num_samples), "cpus_per_trial": str(args.cpus_per_trial),
                    "gpus_per_trial": str(args.gpus_per_trial)})
     items = [Param(k, v) for k, v in params.items()]

@@ -25,6 +25,10 @@ class Preset:
     config: dict[str, Any] = field(default_factory=dict)
     space: dict[str, Any] = field(default_factory=dict)
     num_samples: int = 8  # trials for --search optuna/random
+    # Grid points whose keys vary together (e.g. each mode with its own learning rates: {"mode": "finetune",
+    # "lr": 0.01}, ...): --search grid runs each point once, times the other axes of `space` (Tune's
+    # points_to_evaluate); optuna/random draw each of their keys as a choice of its values.
+    points: tuple[dict[str, Any], ...] = ()
     asha_grace_period: int = 1  # epochs before ASHA may stop a trial
     # An analysis-only step: train nothing, run the study's `analyze` on records already in the store
     # (e.g. fit models to another study's sweep) and record what it returns on a parent run.
@@ -102,6 +106,9 @@ class Study:
     # Fusing is faster on a CPU too (tiny models, where per-step overhead dominates): --population auto fuses
     # there as well; otherwise auto fuses only trials that get a GPU (runner.fuse_population).
     population_on_cpu: bool = False
+    # describe_data(data) -> artifacts describing the data every trial shares (name -> value by extension,
+    # trainables/artifacts.py, e.g. a data-set summary), logged on the sweep's parent run for its figures.
+    describe_data: Callable[[Any], dict[str, Any]] | None = None
     # Swept keys whose values may differ between the replicas of one population trial -> the config field that
     # then holds the list (e.g. {"optimizer": "optimizers"}: the methods of a grid train as one population).
     population_axes: dict[str, str] = field(default_factory=dict)
