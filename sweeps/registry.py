@@ -15,7 +15,8 @@ import importlib
 from sweeps.study import Study
 
 STUDIES = ("depth_width", "lr_range", "cyclic_lr", "batch_size", "joint_search", "batch_augment", "scaling",
-           "optimizers", "bn_dropout", "weight_init", "dying_relu")
+           "optimizers", "bn_dropout", "weight_init", "dying_relu",
+           "transfer")
 
 
 def load_study(name: str) -> Study:

@@ -1,0 +1,71 @@
+"""Transfer learning: fine-tune every layer of an ImageNet-pretrained ResNet, or train only a new final layer on it?
+
+    python sweeps/transfer.py                         # quick: ResNet-18, 64 px, Flowers102, 8 epochs (~7 min on 2 CPUs)
+    python sweeps/transfer.py --preset paper --gpus-per-trial 0.5     # ResNet-50, 224 px, 200 epochs
+    python sweeps/transfer.py --set dataset=dtd       # another Visual Decathlon domain (dtd, fgvc_aircraft)
+    python sweeps/transfer.py --set cache_features=true   # feature extractor: backbone features computed once
+    python -m analysis transfer                       # redraw the figures and summary from MLflow
+
+Seven trials (trainables/transfer.py): fine-tuning all layers at lr 0.001, 0.01 and 0.1, and the fixed
+feature extractor (backbone frozen, only a new final layer trained) at lr 1, 0.1, 0.01 and 0.001; SGD with
+momentum 0.9, batch 64, lr x0.1 after 30%, 60% and 90% of the epochs. The target is a Visual Decathlon domain
+read by torchvision's own classes (Flowers102 by default). Weights: torchvision's (fetched once, the
+machine needs internet or the file: `python -m trainables.pretrained resnet50`) or `--set weights_path=FILE`.
+Trials are selected on the validation split (`val/accuracy`); the figures report the test accuracy at each
+trial's best validation epoch. The sweep's parent run also records a summary of the data set (classes,
+images per class, split sizes, sample images). Seeds (`--set seeds=N`) are separate trials: a ResNet is no
+small model to fuse into a population. Figures: analysis/transfer.py.
+"""
+
+from analysis import transfer as figures
+from sweeps.runner import main
+from sweeps.study import Context, Preset, Study
+from trainables.config import from_dict
+from trainables.pretrained import load_pretrained
+from trainables.transfer import TransferConfig, derived_params, make_data, train_transfer
+from trainables.vision_data import dataset_summary
+
+FINETUNE_LRS = (0.001, 0.01, 0.1)
+FEATURE_EXTRACTOR_LRS = (1.0, 0.1, 0.01, 0.001)
+POINTS = (tuple({"mode": "finetune", "lr": lr} for lr in FINETUNE_LRS)
+          + tuple({"mode": "feature_extractor", "lr": lr} for lr in FEATURE_EXTRACTOR_LRS))
+
+
+def check_weights(base: dict, context: Context) -> dict:
+    """Before anything starts: the pretrained weights are on disk (or downloadable) and fit the network;
+    otherwise a one-line error names the file and how to fetch it (exit 2)."""
+    cfg = from_dict(TransferConfig, base)
+    load_pretrained(cfg.arch, cfg.weights, cfg.weights_path)
+    return base
+
+
+STUDY = Study(
+    name="transfer",
+    description=__doc__.split("\n")[0],
+    config_cls=TransferConfig,
+    trial_fn=train_transfer,
+    make_data=make_data,
+    presets={
+        "smoke": Preset("ResNet-18 at 32 px, each mode at one lr, 3 epochs (seconds; tests: fake Flowers102/DTD)",
+                        config={"arch": "resnet18", "image_size": 32, "load_size": 36, "epochs": 3, "batch_size": 16},
+                        points=({"mode": "finetune", "lr": 0.01}, {"mode": "feature_extractor", "lr": 0.1})),
+        "quick": Preset("ResNet-18 at 64 px (Decathlon's 72 px images), 7 trials, 8 epochs, 1,000 test images "
+                        "(~7 min on 2 CPUs)",
+                        config={"arch": "resnet18", "image_size": 64, "load_size": 72, "epochs": 8,
+                                "test_subset": 1000},
+                        points=POINTS, asha_grace_period=3),
+        "paper": Preset("ResNet-50 at 224 px, 7 trials, 200 epochs, the full splits (GPUs)",
+                        config={"arch": "resnet50", "image_size": 224, "load_size": 256, "epochs": 200},
+                        points=POINTS, asha_grace_period=60),
+    },
+    metric="val/accuracy",
+    mode="max",
+    figures=figures.figures,
+    summary=figures.summary,
+    derived_params=derived_params,
+    prepare=check_weights,
+    describe_data=lambda data: dataset_summary(data.images),
+)
+
+if __name__ == "__main__":
+    raise SystemExit(main(STUDY))
