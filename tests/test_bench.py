@@ -30,3 +30,14 @@ def test_population_models_bench_times_both_ways(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line for line in proc.stdout.splitlines() if "separate/fused" in line]
     assert len(rows) == 2 and all(float(r.split()[-1].rstrip("x")) > 0 for r in rows)
+
+
+def test_transfer_features_bench_times_the_three_paths(tmp_path):
+    proc = run_script([str(ROOT / "bench" / "transfer_features.py"), "--smoke"], cwd=tmp_path,
+                      env={"PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {line[:28].strip(): line[28:].split() for line in proc.stdout.splitlines()
+            if line.startswith(("fine-tuning ", "feature extractor "))}
+    assert set(rows) == {"fine-tuning", "feature extractor", "feature extractor, cached"}
+    assert float(rows["feature extractor, cached"][1]) > 0 and float(rows["feature extractor"][1]) == 0  # extraction
+    assert "cached features vs plain feature extractor: " in proc.stdout
