@@ -37,7 +37,7 @@ def test_transfer_features_bench_times_the_three_paths(tmp_path):
                       env={"PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = {line[:28].strip(): line[28:].split() for line in proc.stdout.splitlines()
-            if line.startswith(("fine-tuning ", "feature extractor ")) and ":" not in line}
+            if line.startswith(("fine-tuning", "feature extractor")) and ":" not in line}
     assert set(rows) == {"fine-tuning", "feature extractor", "feature extractor, cached"}
     assert float(rows["feature extractor, cached"][1]) > 0 and float(rows["feature extractor"][1]) == 0  # extraction
     assert "cached features vs plain feature extractor: " in proc.stdout
