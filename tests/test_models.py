@@ -16,7 +16,7 @@ KWARGS = {"mlp": {"image_size": 28, "widths": (32, 16), "batch_norm": True, "dro
 def input_for(name: str) -> tuple[int, int]:
     if name in INPUTS:
         return INPUTS[name]
-    return (3, 32) if name.startswith("resnet") and name not in MIN_INPUT_SIZE else (3, max(32, MIN_INPUT_SIZE[name]))
+    return (3, 32) if name.startswith(("resnet", "cifar_resnet")) and name not in MIN_INPUT_SIZE else (3, max(32, MIN_INPUT_SIZE[name]))
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -36,6 +36,15 @@ def test_cifar_resnet_parameters_match_he_et_al(depth, millions):
     n = count_parameters(build_model(f"resnet{depth}", num_classes=10, in_channels=3))
     digits = 1 if depth == 110 else 2  # the paper rounds to 2 decimals (1.7M for ResNet-110)
     assert round(n / 1e6, digits) == millions
+
+
+@pytest.mark.parametrize("name, depth, blocks", [("cifar_resnet18", 18, (3, 3, 2)), ("cifar_resnet50", 50, (8, 8, 8))])
+def test_optimus_cifar_resnets_depth(name, depth, blocks):
+    """Depth = weighted layers: the first conv, two per basic block, the linear layer (16/32/64 channels)."""
+    net = build_model(name, num_classes=10)
+    weighted = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(weighted) == depth
+    assert tuple(len(stage) for stage in (net.layer1, net.layer2, net.layer3)) == blocks
 
 
 @pytest.mark.parametrize("name", ["lenet5", "mini_googlenet", "resnet20"])

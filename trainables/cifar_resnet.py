@@ -6,6 +6,12 @@ where a stage halves the map and doubles the channels the shortcut subsamples by
 pads the new channels with zeros. Parameter counts (10 classes): ResNet-20 0.27M,
 -32 0.46M, -44 0.66M, -56 0.85M, -110 1.7M, as in the paper's Table 6.
 
+Depths that are not 6n+2 take an explicit `blocks` per stage. The Optimus study's CIFAR ResNet-18
+(`cifar_resnet18`) is the same family with blocks (3, 3, 2): 1 + 2 x 8 convolutions + 1 linear = 18
+weighted layers on the same 16/32/64 widths, so that depth is the only thing its regression varies (the
+widely copied 64-512-channel "ResNet-18 for CIFAR" is a different, 40x larger family). `cifar_resnet50`
+is ResNet-6n+2 with n = 8, the family's depth-50 member.
+
     >>> from trainables.models import build_model
     >>> net = build_model("resnet20", num_classes=10, in_channels=3)
 """
@@ -50,21 +56,25 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    def __init__(self, depth: int, num_classes: int = 10, in_channels: int = 3):
+    def __init__(self, depth: int, num_classes: int = 10, in_channels: int = 3,
+                 blocks: tuple[int, int, int] | None = None):
         super().__init__()
-        if (depth - 2) % 6:
-            raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
-        n = (depth - 2) // 6
+        if blocks is None:
+            if (depth - 2) % 6:
+                raise ValueError(f"CIFAR ResNet depth must be 6n+2 (or give blocks per stage), got {depth}")
+            blocks = ((depth - 2) // 6,) * 3
+        if 2 * sum(blocks) + 2 != depth:
+            raise ValueError(f"blocks {blocks} give depth {2 * sum(blocks) + 2}, not {depth}")
         self.conv1 = nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         self.relu = nn.ReLU(inplace=True)
         stages, in_planes = [], 16
-        for planes, stride in ((16, 1), (32, 2), (64, 2)):
-            blocks = []
+        for (planes, stride), n in zip(((16, 1), (32, 2), (64, 2)), blocks):
+            layers = []
             for i in range(n):
-                blocks.append(BasicBlock(in_planes, planes, stride if i == 0 else 1))
+                layers.append(BasicBlock(in_planes, planes, stride if i == 0 else 1))
                 in_planes = planes
-            stages.append(nn.Sequential(*blocks))
+            stages.append(nn.Sequential(*layers))
         self.layer1, self.layer2, self.layer3 = stages
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(64, num_classes)

@@ -15,8 +15,9 @@ and dropout on the input and/or hidden layers. They stay plain stacks of standar
 (nn.Sequential), so other code can walk them layer by layer.
 
 Registered: mlp, lenet5, mini_googlenet (trainables/googlenet.py), CIFAR ResNets
-resnet20/32/44/56/110 (trainables/cifar_resnet.py), and torchvision's resnet18, resnet50,
-alexnet, vgg16, vgg19 with adapted input channels and class count. The torchvision models
+resnet20/32/44/56/110 and the same family's cifar_resnet18 (blocks 3-3-2) and cifar_resnet50
+(trainables/cifar_resnet.py), and torchvision's resnet18, resnet50, alexnet, vgg16, vgg19 and
+googlenet (without its auxiliary classifiers) with adapted input channels and class count. The torchvision models
 start from random weights; `weights_path=` loads a locally saved ImageNet state dict
 (nothing is ever downloaded). `MIN_INPUT_SIZE` gives the smallest square input a model
 accepts (resize smaller images with `trainables.augment.resize`).
@@ -259,9 +260,9 @@ def mini_googlenet(num_classes: int, in_channels: int = 1, dropout: float = 0.5)
     return MiniGoogLeNet(num_classes, in_channels, dropout)
 
 
-def _cifar_resnet(depth: int) -> Callable[..., nn.Module]:
+def _cifar_resnet(depth: int, blocks: tuple[int, int, int] | None = None) -> Callable[..., nn.Module]:
     def build(num_classes: int, in_channels: int = 3) -> nn.Module:
-        return CifarResNet(depth, num_classes, in_channels)
+        return CifarResNet(depth, num_classes, in_channels, blocks)
 
     build.__doc__ = f"CIFAR ResNet-{depth} (He et al. 2015, option A shortcuts)."
     return build
@@ -269,20 +270,23 @@ def _cifar_resnet(depth: int) -> Callable[..., nn.Module]:
 
 for _depth in (20, 32, 44, 56, 110):
     register(f"resnet{_depth}")(_cifar_resnet(_depth))
+# The Optimus study's depth 18 and 50 in the same family (the names resnet18/resnet50 are torchvision's).
+register("cifar_resnet18")(_cifar_resnet(18, (3, 3, 2)))
+register("cifar_resnet50")(_cifar_resnet(50))
 
 
 # --- torchvision ImageNet models -------------------------------------------------------------
 
 # Smallest square input each model accepts (its pooling stages must leave at least 1x1).
-MIN_INPUT_SIZE = {"alexnet": 63, "vgg16": 32, "vgg19": 32, "resnet18": 1, "resnet50": 1}
+MIN_INPUT_SIZE = {"alexnet": 63, "vgg16": 32, "vgg19": 32, "resnet18": 1, "resnet50": 1, "googlenet": 15}
 
 
 def _first_conv_path(name: str) -> str:
-    return "conv1" if name.startswith("resnet") else "features.0"
+    return "conv1" if name.startswith("resnet") else "conv1.conv" if name == "googlenet" else "features.0"
 
 
 def _classifier_path(name: str) -> str:
-    return "fc" if name.startswith("resnet") else "classifier.6"
+    return "fc" if name.startswith("resnet") or name == "googlenet" else "classifier.6"
 
 
 def _replace(model: nn.Module, path: str, new: nn.Module) -> None:
@@ -312,7 +316,9 @@ def _adapt_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
 def _torchvision(name: str) -> Callable[..., nn.Module]:
     def build(num_classes: int, in_channels: int = 3, weights_path: str | None = None) -> nn.Module:
         # Always the 1000-class RGB architecture first, so an ImageNet state dict loads as saved.
-        model = getattr(torchvision.models, name)(weights=None)
+        # GoogLeNet without its two auxiliary classifiers (training-only heads; they would change the output type).
+        kw = {"aux_logits": False, "init_weights": True} if name == "googlenet" else {}
+        model = getattr(torchvision.models, name)(weights=None, **kw)
         if weights_path is not None:
             model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
         if in_channels != 3:
@@ -328,5 +334,5 @@ def _torchvision(name: str) -> Callable[..., nn.Module]:
     return build
 
 
-for _name in ("resnet18", "resnet50", "alexnet", "vgg16", "vgg19"):
+for _name in ("resnet18", "resnet50", "alexnet", "vgg16", "vgg19", "googlenet"):
     register(_name)(_torchvision(_name))
