@@ -1,7 +1,7 @@
 """The shared sweep runner: one command line for every study.
 
     python sweeps/<study>.py [--preset smoke|quick|paper] [--search grid|optuna|random]
-                             [--scheduler fifo|asha] [--set key=value ...] [--address auto] ...
+                             [--scheduler fifo|asha|optimus] [--set key=value ...] [--address auto] ...
 
 What it does, in order (so bad input fails before anything is created):
 1. parse and validate the flags and the config (`--set` overrides are typed);
@@ -42,7 +42,7 @@ from trainables.vision_data import DatasetUnavailableError
 from sweeps.study import Analysis, Context, Study
 
 SEARCHES = ("grid", "optuna", "random")
-SCHEDULERS = ("fifo", "asha")
+SCHEDULERS = ("fifo", "asha", "optimus")
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -79,7 +79,9 @@ def build_parser(study: Study) -> argparse.ArgumentParser:
                    help="trials for --search optuna/random (default: the preset's)")
     p.add_argument("--scheduler", default=study.default_scheduler, choices=SCHEDULERS,
                    help=f"fifo: run every trial to the end; asha: ASHA early stopping on {study.metric} "
-                        f"with the epoch as time (default {study.default_scheduler})")
+                        f"with the epoch as time; optimus: stop a trial once its fitted loss curve predicts a final "
+                        f"{study.metric} more than 5%% worse than the best so far (sweeps/stoppers.py) "
+                        f"(default {study.default_scheduler})")
     if study.asha_times:
         p.add_argument("--asha-time", default="epoch", choices=["epoch", *study.asha_times],
                        help="with --scheduler asha: the time ASHA's rungs count, epochs or one of the study's "
@@ -197,9 +199,9 @@ def resolve_plan(study: Study, args: argparse.Namespace) -> Plan:
     epochs = int(base.get(study.epochs_key, 1)) if study.epochs_key else 1
     if getattr(args, "asha_time", "epoch") != "epoch" and args.scheduler != "asha":
         raise UsageError(f"--asha-time {args.asha_time} needs --scheduler asha")
-    if args.scheduler == "asha" and study.epochs_key is None:
-        raise UsageError(f"{study.name}'s trials report once (one-shot): there is nothing for ASHA to stop early; "
-                         f"use --scheduler fifo")
+    if args.scheduler in ("asha", "optimus") and study.epochs_key is None:
+        raise UsageError(f"{study.name}'s trials report once (one-shot): there is nothing for {args.scheduler} to "
+                         f"stop early; use --scheduler fifo")
     grid_samples = max(len(points), 1)  # each point is one sample of the grid (times its other axes)
     return Plan(base, space, num_samples if args.search != "grid" else grid_samples, epochs,
                 min(preset.asha_grace_period, epochs), ddp, points)
@@ -388,6 +390,10 @@ def _grid_configs(plan: Plan) -> list[dict[str, Any]]:
 def _scheduler(study: Study, plan: Plan, kind: str, time: str = "epoch"):
     if kind == "fifo":
         return None
+    if kind == "optimus":
+        from sweeps.stoppers import OptimusStopper
+
+        return OptimusStopper(study.metric, study.mode, time_attr="epoch", max_t=plan.epochs)
     from ray.tune.schedulers import ASHAScheduler
 
     if time == "epoch":
@@ -418,7 +424,7 @@ def _configure_tune(scheduler: str) -> None:
     """Keep Tune's concise status table; drop what MLflow already records or what is noise at this scale."""
     # Each tune.report is a round trip to the driver (~5 ms), 15% of a 30 ms epoch. Without a scheduler that
     # acts on every result, let the trial actor hand over results in batches (up to 1 s or a checkpoint).
-    # ASHA must see every result as it comes (Tune forces a buffer of 1 for it).
+    # ASHA and optimus must see every result as it comes (Tune forces a buffer of 1 for them).
     buffered = scheduler == "fifo"
     os.environ["TUNE_RESULT_BUFFER_LENGTH"] = "200" if buffered else "1"
     os.environ["TUNE_RESULT_BUFFER_MIN_TIME_S"] = "1.0" if buffered else "0"
