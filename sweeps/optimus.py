@@ -1,0 +1,92 @@
+"""Optimus (Peng et al., EuroSys 2018) on CIFAR ResNets: loss-curve models, their regression on depth, time to 92%.
+
+    python sweeps/optimus.py --preset smoke            # seconds (tests: a fake CIFAR-10)
+    python sweeps/optimus.py                           # quick: 2k/1k CIFAR-10 images, 8 epochs (~6 min, 2 CPUs)
+    python sweeps/optimus.py --preset paper --gpus-per-trial 1    # all of CIFAR-10, 350 epochs (GPUs)
+    python sweeps/optimus.py --preset fit              # the analysis step: fits from the store, no training
+    python -m analysis optimus                         # the same figures from the latest sweep's records
+
+Data collection: CIFAR ResNets of depth 18, 20, 32, 44 and 56 and the validation target, depth 50, all of
+one family (trainables/cifar_resnet.py: 16/32/64 channels, basic blocks, option A shortcuts; depth 18 is
+blocks 3-3-2, depth 50 is 6n+2 with n = 8), CIFAR-10, batch 128, SGD momentum 0.9, lr 0.1 cosine-annealed,
+weight decay 1e-4, crop + flip. Every trial records its training loss per epoch and its device as the run
+param "GPU type" (torch.cuda.get_device_name, or "cpu"); sweeps run on different machines into one store
+are analysed together.
+
+The `fit` step (analysis/optimus.py) reads the latest data-collection sweep and every earlier one of the
+same preset (the latest run per model and device), fits Eq. 1 to each run, regresses the coefficients on
+depth and device, predicts depth 50, maps loss to accuracy, and applies the speed model Eq. 4
+(`speed_t`, `speed_batch`); its numbers and tables are recorded on its own parent run.
+"""
+
+from dataclasses import dataclass
+
+from analysis import optimus as figures
+from sweeps.runner import main
+from sweeps.study import Preset, Study
+from trainables import image_classification as ic
+from trainables.config import from_dict
+
+DEPTH_MODELS = ["cifar_resnet18", "resnet20", "resnet32", "resnet44", "resnet56", "cifar_resnet50"]
+
+
+@dataclass(frozen=True)
+class OptimusConfig(ic.ClassifyConfig):
+    # --- the trials: the image trial's recipe for CIFAR-10 ResNets (units as in ClassifyConfig)
+    dataset: str = "cifar10"
+    model: str = "resnet20"
+    crop_flip: bool = True
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_policy: str = "cosine"  # smooth, so Eq. 1 (a smooth decay) describes the whole curve; no step drops
+    epochs: int = 350
+    # --- the fit step (analysis/optimus.py); trials ignore these
+    target_model: str = "cifar_resnet50"  # predicted from the other depths and compared with its real runs
+    accuracy_goal: float = 0.92  # test accuracy whose epochs (and time, Eq. 4) are predicted
+    # Eq. 4 coefficients t0..t4 (seconds): the stand-in fitted to the authors' MXNet ResNet-50 speed trace
+    # (pengyanghua/DL2 config_speed.txt, 210 (p, w) points, R^2 0.94; see ../shared/REFERENCES.md)
+    speed_t: tuple[float, ...] = (0.0045, 0.397, 0.543, 0.0, 0.0)
+    speed_batch: int = 32  # M, the global batch (samples per step) those coefficients were measured at
+    speed_ps: tuple[int, ...] = (2, 4)  # parameter servers p: one curve each
+    max_workers: int = 32  # workers w from 1 to this
+
+
+def train_optimus(config: dict, data, session) -> None:
+    ic.train_classifier(ic.classify_values(from_dict(OptimusConfig, config)), data, session)
+
+
+def derived_params(config: dict) -> dict:
+    return ic.derived_params(ic.classify_values(from_dict(OptimusConfig, config)))
+
+
+DEPTHS = {"model": DEPTH_MODELS}
+
+STUDY = Study(
+    name="optimus",
+    description=__doc__.split("\n")[0],
+    config_cls=OptimusConfig,
+    trial_fn=train_optimus,
+    make_data=ic.make_data,
+    presets={
+        "smoke": Preset("6 depths, at most 256/128 images, 5 epochs (seconds; tests: fake CIFAR-10)",
+                        config={"train_subset": 256, "test_subset": 128, "epochs": 5}, space=DEPTHS, num_samples=6),
+        "quick": Preset("6 depths, 2k training / 1k test CIFAR-10 images, 8 epochs (~6 min on 2 CPUs)",
+                        config={"train_subset": 2000, "test_subset": 1000, "epochs": 8}, space=DEPTHS,
+                        num_samples=6),
+        "paper": Preset("6 depths, all of CIFAR-10, 350 epochs (GPUs; run it on each device type into one store)",
+                        config={"epochs": 350}, space=DEPTHS, num_samples=6),
+        "fit": Preset("the analysis step: Eq. 1 fits, regression on depth and device, depth-50 prediction, "
+                      "epochs and time to accuracy_goal (trains nothing)", analysis_only=True),
+    },
+    metric="test/accuracy",
+    mode="max",
+    figures=figures.figures,
+    summary=figures.summary,
+    derived_params=derived_params,
+    analyze=figures.analyze,
+)
+
+if __name__ == "__main__":
+    raise SystemExit(main(STUDY))
