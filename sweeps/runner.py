@@ -424,7 +424,7 @@ def _configure_tune(scheduler: str) -> None:
     """Keep Tune's concise status table; drop what MLflow already records or what is noise at this scale."""
     # Each tune.report is a round trip to the driver (~5 ms), 15% of a 30 ms epoch. Without a scheduler that
     # acts on every result, let the trial actor hand over results in batches (up to 1 s or a checkpoint).
-    # ASHA and optimus must see every result as it comes (Tune forces a buffer of 1 for them).
+    # ASHA and optimus must see every result as it comes, to stop a trial at the epoch they judge it.
     buffered = scheduler == "fifo"
     os.environ["TUNE_RESULT_BUFFER_LENGTH"] = "200" if buffered else "1"
     os.environ["TUNE_RESULT_BUFFER_MIN_TIME_S"] = "1.0" if buffered else "0"

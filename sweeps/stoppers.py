@@ -42,7 +42,9 @@ def default_min_points(max_t: float) -> int:
 class OptimusStopper(FIFOScheduler):
     """Runs trials first come first served (FIFO) and stops those whose fitted curve cannot reach the best."""
 
-    _supports_buffered_results = False  # a decision per result, as it comes (like ASHA)
+    # Like ASHA it judges every result; the runner sets Tune's result buffer to 1 for it (`_configure_tune`), so a
+    # trial stops at the epoch it is judged. (Declaring `_supports_buffered_results = False` instead would make
+    # Tune warn on every sweep, as the runner sets the buffer length either way.)
 
     def __init__(self, metric: str | None = None, mode: str | None = None, time_attr: str = "training_iteration",
                  max_t: float = 100, min_points: int | None = None, margin: float = 0.05):
