@@ -1,0 +1,86 @@
+"""Benchmark: early stopping with Optimus's loss model (`--scheduler optimus`) against ASHA and against none.
+
+    PYTHONPATH=. python bench/stoppers.py                                  # quick preset, 3 sweeps: minutes
+    PYTHONPATH=. python bench/stoppers.py --preset smoke --set epochs=9    # seconds: a functional check
+
+Runs the depth-vs-width study's preset three times in this process, the same grid and seed each time, with
+`--scheduler fifo` (every trial to the end), `asha` and `optimus`, each into its own results directory
+under a temporary folder, then reads each sweep back from MLflow and prints one row per scheduler:
+trials; epochs trained in total (the sum over trials of the epoch each ended at: the `stopped_at_epoch` tag);
+wall time (the runner's `main()` call: Ray start-up, trials, figures); the best config (lowest final
+test/rmse) and its metric; its rank among fifo's trials (1: the same best config as no stopping).
+One run each, no repeats: run it on a quiet machine (the load average is printed), since trials of the same
+sweep share the 2 cores and a busy machine slows every row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from analysis.records import load_sweep  # noqa: E402
+
+SCHEDULERS = ("fifo", "asha", "optimus")
+
+
+def run_sweep(study, scheduler: str, preset: str, overrides: list[str], results: Path) -> tuple[float, object]:
+    """One sweep through the runner; its wall time and its MLflow records."""
+    from sweeps.runner import main
+
+    argv = ["--preset", preset, "--scheduler", scheduler, "--seed", "0", "--results-dir", str(results)]
+    argv += [arg for item in overrides for arg in ("--set", item)]
+    started = time.perf_counter()
+    code = main(study, argv)
+    wall = time.perf_counter() - started
+    if code != 0:
+        raise SystemExit(f"the {scheduler} sweep exited {code}")
+    return wall, load_sweep(study.name, tracking_uri=f"sqlite:///{results / 'mlflow.db'}")
+
+
+def table(study, rows: dict[str, tuple[float, object]]) -> list[str]:
+    metric, ascending = study.metric, study.mode == "min"
+    fifo = rows["fifo"][1].runs.sort_values(metric, ascending=ascending)["widths"].astype(str).tolist()
+    lines = [f"{'scheduler':<10} {'trials':>6} {'stopped':>7} {'epochs':>7} {'wall s':>7}  "
+             f"{'best widths':<14} {metric:>10} {'fifo rank':>9}"]
+    for scheduler, (wall, sweep) in rows.items():
+        runs = sweep.runs
+        epochs = runs["stopped_at_epoch"].astype(int).sum()
+        stopped = int((runs["trial_status"] == "stopped").sum())
+        best = runs.sort_values(metric, ascending=ascending).iloc[0]
+        widths = str(best["widths"])
+        rank = fifo.index(widths) + 1 if widths in fifo else "-"
+        lines.append(f"{scheduler:<10} {len(runs):>6} {stopped:>7} {epochs:>7} {wall:>7.1f}  "
+                     f"{widths:<14} {best[metric]:>10.3f} {rank:>9}")
+    return lines
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--preset", default="quick", help="the depth_width preset to sweep (default quick; smoke to check)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override passed to every sweep (repeatable), e.g. epochs=9")
+    args = p.parse_args()
+    from sweeps import depth_width
+
+    logging.getLogger("ray").setLevel(logging.WARNING)
+    load = os.getloadavg()[0]
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for scheduler in SCHEDULERS:
+            rows[scheduler] = run_sweep(depth_width.STUDY, scheduler, args.preset, args.overrides,
+                                        Path(tmp) / scheduler)
+        lines = table(depth_width.STUDY, rows)
+    print(f"\n== depth_width, preset {args.preset}{''.join(' --set ' + o for o in args.overrides)}, grid, seed 0; "
+          f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
