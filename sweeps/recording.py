@@ -5,7 +5,8 @@
 per-epoch metrics (every numeric key of a report but Tune's own bookkeeping)
 and writes them with `log_batch` (every `flush_rows` rows or `flush_seconds`,
 and when the trial ends), writes the files a trial's reports carry
-(trainables/artifacts.py) to its run's artifacts, then closes the run with a
+(trainables/artifacts.py) to its run's artifacts and the params they carry
+(trainables.session.PARAMS_KEY, e.g. the device name) to its run's params, then closes the run with a
 `trial_status` tag: finished, stopped (by the scheduler), diverged or error. A
 one-shot trial (`epochs_key=None`: it reports once) that completes is finished.
 
@@ -43,6 +44,7 @@ from ray import tune
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from trainables.artifacts import ARTIFACTS_KEY
+from trainables.session import PARAMS_KEY
 
 PARENT_TAG = "sweep.parent"  # "1" on parent runs
 TRIAL_TAG = "ray.trial_id"
@@ -107,6 +109,7 @@ class MLflowRecorder(tune.Callback):
         self._runs: dict[str, str] = {}  # trial id -> MLflow run id
         self._buffers: dict[str, list[Metric]] = {}  # metrics not yet written, per trial
         self._artifacts: dict[str, dict[str, bytes]] = {}  # artifacts not yet written, per trial: path -> bytes
+        self._params: dict[str, dict[str, str]] = {}  # params a trial reported (PARAMS_KEY), not yet written
         self._last_step: dict[str, int] = {}  # last epoch buffered or found recorded, per trial
         self._trials: dict[str, Any] = {}  # trials whose run is still to be created, written or closed
         self._closing: dict[str, tuple[str, str, int]] = {}  # trial id -> (trial_status, run status, last epoch)
@@ -119,8 +122,8 @@ class MLflowRecorder(tune.Callback):
     # the client and buffers are rebuilt in the new driver.
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        for key in ("_client", "_runs", "_buffers", "_artifacts", "_last_step", "_trials", "_closing", "_last_flush",
-                    "_down_since", "_next_try", "_orphans_checked"):
+        for key in ("_client", "_runs", "_buffers", "_artifacts", "_params", "_last_step", "_trials", "_closing",
+                    "_last_flush", "_down_since", "_next_try", "_orphans_checked"):
             state.pop(key, None)
         return state
 
@@ -190,6 +193,9 @@ class MLflowRecorder(tune.Callback):
         buffer = self._buffers[trial.trial_id]
         buffer.extend(Metric(key, value, timestamp, step) for key, value in metric_items(result))
         self._artifacts[trial.trial_id].update(result.get(ARTIFACTS_KEY) or {})  # a later value of a path wins
+        if result.get(PARAMS_KEY):
+            self._params.setdefault(trial.trial_id, {}).update(
+                {str(k): param_value(v) for k, v in result[PARAMS_KEY].items()})
         if len(buffer) >= self.flush_rows or time.monotonic() - self._last_flush > self.flush_seconds:
             self.flush()
 
@@ -245,6 +251,12 @@ class MLflowRecorder(tune.Callback):
         while buffer:
             self.client.log_batch(run_id, metrics=buffer[:MAX_BATCH])
             del buffer[:MAX_BATCH]  # only once written: a failed batch stays buffered
+        if self._params.get(tid):  # an MLflow param is immutable: one already on the run (a resumed trial) stays
+            logged = self.client.get_run(run_id).data.params
+            new = [Param(k, v) for k, v in self._params[tid].items() if k not in logged]
+            if new:
+                self.client.log_batch(run_id, params=new)
+            del self._params[tid]
         artifacts = self._artifacts.get(tid, {})
         for path in list(artifacts):
             log_artifact_bytes(self.client, run_id, path, artifacts[path])
@@ -254,7 +266,7 @@ class MLflowRecorder(tune.Callback):
             self.client.set_tag(run_id, "trial_status", status)
             self.client.set_tag(run_id, "stopped_at_epoch", str(epoch))
             self.client.set_terminated(run_id, status=run_status)
-            for table in (self._runs, self._buffers, self._artifacts, self._trials, self._closing):
+            for table in (self._runs, self._buffers, self._artifacts, self._params, self._trials, self._closing):
                 table.pop(tid, None)
 
     def flush(self, trial_id: str | None = None) -> bool:

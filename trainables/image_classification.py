@@ -37,7 +37,8 @@ nothing), `time/epoch_s`, `time/train_s` (cumulative, training only), `perf/imag
 `train/samples_seen` and `train/passes` (cumulative, batch-augmented copies included; passes = epoch x
 batch_m), `perf/tflops` (achieved, forward+backward = 3x forward) and, where the device's peak is known,
 `perf/ppp` (fraction of peak, PALEO); `time/iter_s` (mean step time of a worker) and
-`perf/steady_images_per_s` (over epochs 2.., i.e. after the warm-up epoch).
+`perf/steady_images_per_s` (over epochs 2.., i.e. after the warm-up epoch). The first report of a
+process also carries the device's name as the run param "GPU type" (`trainables.session.PARAMS_KEY`).
 Artifacts: a model with batch norm attaches `batchnorm.csv` (every layer's learned gamma and beta per
 channel and replica) at its last report and with every replicas table.
 
@@ -79,7 +80,7 @@ from trainables.population import (Population, ReplicaGroupOptimizer, build_popu
                                    replica_report)
 from trainables.schedules import (BATCH_POLICIES, CYCLIC, LR_POLICIES, IndexStream, base_lr, batch_range,
                                   build_schedule, cyclic_batch_size, initial_lr, is_power_of_two, range_factor)
-from trainables.session import load_training_state, training_state
+from trainables.session import PARAMS_KEY, load_training_state, training_state
 from trainables.vision_data import DATASETS, VisionData, load_vision_data, to_device
 
 IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32),
@@ -388,6 +389,11 @@ def device_peak(device: torch.device, amp: bool) -> float | None:
     return None
 
 
+def device_name(device: torch.device) -> str:
+    """What the trial trains on, recorded as its run's param "GPU type": the CUDA device's name, else "cpu"."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+
+
 def train_classifier(config: dict[str, Any], data: VisionData, session) -> None:
     cfg = from_dict(ClassifyConfig, config)
     dist = getattr(session, "distributed", None)  # set in a DDP worker (trainables.ddp)
@@ -517,5 +523,7 @@ def train_classifier(config: dict[str, Any], data: VisionData, session) -> None:
         state_fn = None if cfg.range_test else (  # noqa: E731
             lambda: {**training_state(model, optimizer, scheduler, generator, stage, train_s),
                      "samples_seen": samples_seen, **({"replica_history": history} if history is not None else {})})
+        if stage == start + 1:  # once per process: the device this trial (or a resumed part of it) runs on
+            metrics[PARAMS_KEY] = {"GPU type": device_name(device)}
         if not session.report(metrics, stage, state_fn, artifacts=artifacts) or reached or blew_up:
             return

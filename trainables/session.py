@@ -32,6 +32,9 @@ import torch
 from trainables.artifacts import ARTIFACTS_KEY, encode_all
 
 STATE_FILE = "state.pt"
+# A report's metrics may carry {PARAMS_KEY: {name: str}}: values known only inside the trial (e.g. the device's
+# name, "GPU type"), which the driver's recorder logs as MLflow params of the trial's run (sweeps/recording.py).
+PARAMS_KEY = "run_params"
 
 
 def is_diverged(metrics: dict[str, float]) -> bool:
