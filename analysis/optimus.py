@@ -1,7 +1,7 @@
 """The Optimus study's analysis (sweeps/optimus.py): loss-curve fits, their regression on depth and device,
 the predicted depth-50 curve, epochs and time to an accuracy goal, and its figures, from MLflow records only.
 
-    python sweeps/optimus.py --preset fit     # record the results on a parent run of their own
+    python sweeps/optimus.py --preset fit     # record the results on a parent run of their own (fit_step)
     python -m analysis optimus                # the figures from the latest sweep (or fit step) in the store
 
 Model forms (all fitted with numpy/scipy least squares):
@@ -18,6 +18,10 @@ Model forms (all fitted with numpy/scipy least squares):
 - Speed (Eq. 4): f(p, w) = 1 / (t0 M / w + t1 + t2 w / p + t3 w + t4 p) steps per second of M samples. Time to
   the goal = predicted epochs x N / M / f, N the training-set size: the predicted epochs are assumed to carry
   over to the speed model's batch M.
+- PALEO (`paleo=True`): MACs per 224x224 image of VGG16, GoogLeNet, ResNet-50 counted by forward hooks, the K80
+  inference time per image = 2 MACs / (PPP x peak) with PALEO's K80 peak 5.6 TFLOP/s (its device table, fp32 at
+  base clock) and PPP 0.49 (its MXNet-on-K80 measurement), VGG19's share of forward MACs in convolutions, and the
+  measured PPP of our own training runs (where the trial knew the device's peak; none on a CPU).
 """
 
 from __future__ import annotations
@@ -43,6 +47,15 @@ STUDY = "optimus"
 EPS = 1e-3  # added to a coefficient before its log (a coefficient fitted at its bound 0 stays finite)
 COEFFICIENTS = ("b0", "b1", "b2")
 CIFAR10_TRAIN = 50_000
+# The fit step's defaults (the study's config fields of the same names, sweeps/optimus.py).
+TARGET_MODEL = "cifar_resnet50"  # predicted from the other depths and compared with its real runs
+ACCURACY_GOAL = 0.92  # test accuracy whose epochs (and time, Eq. 4) are predicted
+# Eq. 4 coefficients t0..t4 (seconds): the stand-in fitted to the authors' MXNet ResNet-50 speed trace
+# (pengyanghua/DL2 config_speed.txt, 210 (p, w) points, R^2 0.94; ../shared/REFERENCES.md)
+SPEED_T = (0.0045, 0.397, 0.543, 0.0, 0.0)
+SPEED_BATCH = 32  # M, the global batch (samples per step) those coefficients were measured at
+SPEED_PS = (2, 4)  # parameter servers p: one curve each
+MAX_WORKERS = 32  # workers w from 1 to this
 CURVE_COLUMNS = ["run_id", "sweep", "model", "depth", "device", "train_size", "epoch", "train_loss", "test_accuracy"]
 
 
@@ -205,9 +218,9 @@ class Result:
     tables: dict[str, pd.DataFrame]
 
 
-def run_analysis(curves: pd.DataFrame, target_model: str = "cifar_resnet50", goal: float = 0.92,
-                 speed_t: tuple[float, ...] = (0.0045, 0.397, 0.543, 0.0, 0.0), speed_batch: int = 32,
-                 speed_ps: tuple[int, ...] = (2, 4), max_workers: int = 32) -> Result:
+def run_analysis(curves: pd.DataFrame, target_model: str = TARGET_MODEL, goal: float = ACCURACY_GOAL,
+                 speed_t: tuple[float, ...] = SPEED_T, speed_batch: int = SPEED_BATCH,
+                 speed_ps: tuple[int, ...] = SPEED_PS, max_workers: int = MAX_WORKERS) -> Result:
     """Fits, regression, prediction, loss->accuracy mapping and speed model from `collect_curves`'s table."""
     fits = fit_runs(curves)
     if fits.empty:
@@ -222,7 +235,8 @@ def run_analysis(curves: pd.DataFrame, target_model: str = "cifar_resnet50", goa
         values[f"regression/{c}_depth_slope"] = regression.slope[c]
 
     # loss -> accuracy, from the measured (non-target) epochs
-    pairs = curves[(curves["model"] != target_model)].dropna(subset=["train_loss", "test_accuracy"])
+    pairs = curves[(curves["model"] != target_model) & np.isfinite(curves["train_loss"])
+                   & np.isfinite(curves["test_accuracy"])]
     map_loss, map_acc = isotonic_decreasing(pairs["train_loss"].to_numpy(), pairs["test_accuracy"].to_numpy())
     goal_loss = loss_for_accuracy(map_loss, map_acc, goal)
     values["goal_loss"] = goal_loss
@@ -265,7 +279,8 @@ def run_analysis(curves: pd.DataFrame, target_model: str = "cifar_resnet50", goa
                    "speed/batch": speed_batch})
     for p in speed_ps:
         best = speed_table[speed_table["p"] == p].sort_values("hours_to_goal").iloc[0]
-        values[f"speed/p{p}/best_workers"] = int(best["w"])
+        finite = math.isfinite(best["hours_to_goal"])  # NaN: the goal is out of the measured runs' reach
+        values[f"speed/p{p}/best_workers"] = int(best["w"]) if finite else math.nan
         values[f"speed/p{p}/best_hours"] = float(best["hours_to_goal"])
 
     fitted_curves = curves.copy()
@@ -279,22 +294,76 @@ def run_analysis(curves: pd.DataFrame, target_model: str = "cifar_resnet50", goa
                            "prediction.csv": prediction, "mapping.csv": mapping, "speed.csv": speed_table})
 
 
-def analyze(base: dict, context) -> "Analysis":
-    """The `fit` preset's step (Study.analyze): read the data sweeps, run the analysis, hand back its results."""
-    from sweeps.study import Analysis
+# --- PALEO and FLOPs (the course's performance-modelling questions) ----------------------------------------
 
-    sweeps = data_sweeps(context.tracking_uri, context.from_run)
+# PALEO's device table (Qi et al., ICLR 2017): the K80 at 5.6 TFLOP/s fp32 (base clock, as PALEO lists it; NVIDIA's
+# datasheet gives 8.74 with boost for the two-GPU board), and PALEO's measured PPP of MXNet on a K80.
+K80_PEAK = 5.6e12
+K80_PPP = 0.49
+# torchvision's documented "GFLOPS" per 224x224 image (multiply-accumulates, in G), beside our own count.
+TORCHVISION_GMACS = {"vgg16": 15.47, "googlenet": 1.50, "resnet50": 4.09}
+
+
+def paleo_table(peak: float = K80_PEAK, ppp: float = K80_PPP) -> tuple[pd.DataFrame, dict]:
+    """MACs per 224x224 image of VGG16, GoogLeNet and ResNet-50 (our hook count, trainables.model_stats) and
+    PALEO's predicted K80 inference time per image (2 FLOPs per MAC / (PPP x peak)); and the share of VGG19's
+    forward MACs in convolution layers."""
+    from trainables.model_stats import layer_table, totals
+    from trainables.models import build_model
+    from trainables.paleo import paleo_estimate
+
+    shape = (3, 224, 224)
+    rows = []
+    for name, documented in TORCHVISION_GMACS.items():
+        t = totals(layer_table(build_model(name, num_classes=1000), shape))
+        estimate = paleo_estimate(t["macs"], peak, ppp)
+        rows.append({"model": name, "gmacs": t["macs"] / 1e9, "gmacs_torchvision": documented,
+                     "gflops": 2 * t["macs"] / 1e9, "params_m": t["params"] / 1e6,
+                     "k80_peak_tflops": peak / 1e12, "ppp": ppp,
+                     "k80_inference_ms": estimate["forward_ms_per_image"],
+                     "k80_inference_images_per_s": estimate["forward_images_per_s"]})
+    vgg19 = totals(layer_table(build_model("vgg19", num_classes=1000), shape))
+    values = {"paleo/vgg19_conv_share": vgg19["conv_macs_share"], "paleo/k80_peak_tflops": peak / 1e12,
+              "paleo/k80_peak_source": "PALEO (Qi et al. 2017) device table, fp32 base clock", "paleo/ppp": ppp}
+    values.update({f"paleo/{r['model']}/k80_inference_ms": r["k80_inference_ms"] for r in rows})
+    return pd.DataFrame(rows), values
+
+
+def measured_ppp(tracking_uri: str, sweeps: list) -> pd.DataFrame:
+    """Our own training's achieved TFLOP/s (forward+backward = 3 x forward) and PPP per run, where the trial knew
+    its device's peak (trainables.paleo.DEVICES; none for a CPU: PPP NaN)."""
+    rows = []
+    for parent in sweeps:
+        runs = load_sweep(STUDY, parent.info.run_id, tracking_uri).runs
+        for _, run in runs.iterrows():
+            rows.append({"run_id": run["run_id"], "model": run.get("model"), "device": run.get("GPU type", "unknown"),
+                         "images_per_s": run.get("perf/steady_images_per_s", math.nan),
+                         "achieved_tflops": run.get("perf/tflops", math.nan), "ppp": run.get("perf/ppp", math.nan)})
+    return pd.DataFrame(rows, columns=["run_id", "model", "device", "images_per_s", "achieved_tflops", "ppp"])
+
+
+def fit_step(base: dict, tracking_uri: str, from_run: str | None = None) -> tuple[dict, dict, str]:
+    """The `fit` preset's work (sweeps/optimus.py wraps it as Study.analyze): read the data sweeps, run the
+    analysis; -> (values, artifacts, the latest sweep read). RecordsError when there is nothing to fit."""
+    sweeps = data_sweeps(tracking_uri, from_run)
     if not sweeps:
-        raise RecordsError(f"no optimus data sweep at {context.tracking_uri}; run `python sweeps/optimus.py` first")
-    curves = collect_curves(context.tracking_uri, context.from_run)
+        raise RecordsError(f"no optimus data sweep at {tracking_uri}; run `python sweeps/optimus.py` first")
+    curves = collect_curves(tracking_uri, from_run)
     try:
         result = run_analysis(curves, base["target_model"], base["accuracy_goal"], tuple(base["speed_t"]),
                               base["speed_batch"], tuple(base["speed_ps"]), base["max_workers"])
     except ValueError as e:
         raise RecordsError(str(e)) from e
     values = {**result.values, "sweeps": ",".join(s.info.run_id for s in sweeps)}
-    return Analysis(values=values, artifacts={f"optimus/{name}": table for name, table in result.tables.items()},
-                    source_run=sweeps[0].info.run_id)
+    tables = dict(result.tables)
+    tables["measured_ppp.csv"] = ppp = measured_ppp(tracking_uri, sweeps)
+    for device, rows in ppp.groupby("device"):
+        values[f"ppp/{device}/median"] = float(rows["ppp"].median())
+        values[f"ppp/{device}/achieved_tflops_median"] = float(rows["achieved_tflops"].median())
+    if base["paleo"]:
+        tables["paleo.csv"], paleo_values = paleo_table()
+        values.update(paleo_values)
+    return values, {f"optimus/{name}": table for name, table in tables.items()}, sweeps[0].info.run_id
 
 
 # --- figures -----------------------------------------------------------------------------------------------
@@ -310,20 +379,16 @@ def figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         values = MlflowClient(uri).get_run(parent).data
         goal = float(values.metrics.get("accuracy_goal", 0.92))
     else:
-        from sweeps.optimus import OptimusConfig
-
-        cfg = OptimusConfig()
         try:
             latest = data_sweeps(uri)
             source = None if latest and latest[0].info.run_id == parent else parent  # the latest: with its preset's
-            result = run_analysis(collect_curves(uri, source), cfg.target_model, cfg.accuracy_goal, cfg.speed_t,
-                                  cfg.speed_batch, cfg.speed_ps, cfg.max_workers)
+            result = run_analysis(collect_curves(uri, source))  # the study's default settings
         except (ValueError, RecordsError) as e:
             fig, ax = plt.subplots()
             ax.text(0.5, 0.5, f"no analysis: {e}", ha="center", wrap=True)
             ax.set_axis_off()
             return [save_figure(fig, out_dir / "fits.png")]
-        tables, goal = result.tables, cfg.accuracy_goal
+        tables, goal = result.tables, ACCURACY_GOAL
     return [fit_figure(tables["curves.csv"], tables["fits.csv"], out_dir / "fits.png"),
             prediction_figure(tables["prediction.csv"], out_dir / "prediction.png"),
             mapping_figure(tables["curves.csv"], tables["mapping.csv"], goal, out_dir / "loss_to_accuracy.png"),
@@ -334,7 +399,8 @@ def fit_figure(curves: pd.DataFrame, fits: pd.DataFrame, path: Path) -> Path:
     devices = sorted(curves["device"].unique())
     fig, axes = plt.subplots(1, len(devices), figsize=(6 * len(devices), 4.5), squeeze=False)
     for ax, device in zip(axes[0], devices):
-        for (model, depth), run in curves[curves["device"] == device].groupby(["model", "depth"]):
+        shown = curves[(curves["device"] == device) & np.isfinite(curves["train_loss"])]  # a diverged epoch: inf
+        for (model, depth), run in shown.groupby(["model", "depth"]):
             run = run.sort_values("epoch")
             line, = ax.plot(run["epoch"], run["train_loss"], "o", ms=3, label=f"{model} (depth {depth})")
             ax.plot(run["epoch"], run["fitted_loss"], "-", color=line.get_color(), lw=1)
@@ -351,8 +417,9 @@ def prediction_figure(prediction: pd.DataFrame, path: Path) -> Path:
     for ax, device in zip(axes[0], devices):
         rows = prediction[prediction["device"] == device]
         ax.plot(rows["epoch"], rows["predicted_loss"], "-", label="predicted from the other depths")
-        if rows["measured_loss"].notna().any():
-            ax.plot(rows["epoch"], rows["measured_loss"], "o", ms=3, label="measured")
+        measured = rows[np.isfinite(rows["measured_loss"])]
+        if len(measured):
+            ax.plot(measured["epoch"], measured["measured_loss"], "o", ms=3, label="measured")
         ax.set_title(f"{device}: depth-50 training loss")
         ax.set_xlabel("epoch")
         ax.set_ylabel("training loss")
@@ -362,7 +429,8 @@ def prediction_figure(prediction: pd.DataFrame, path: Path) -> Path:
 
 def mapping_figure(curves: pd.DataFrame, mapping: pd.DataFrame, goal: float, path: Path) -> Path:
     fig, ax = plt.subplots()
-    ax.scatter(curves["train_loss"], curves["test_accuracy"], s=5, alpha=0.5, label="epochs of the measured runs")
+    finite = curves[np.isfinite(curves["train_loss"]) & np.isfinite(curves["test_accuracy"])]
+    ax.scatter(finite["train_loss"], finite["test_accuracy"], s=5, alpha=0.5, label="epochs of all runs")
     ax.step(mapping["train_loss"], mapping["test_accuracy_fit"], where="post", color="k", label="isotonic fit")
     ax.axhline(goal, ls="--", color="gray", label=f"goal {goal:.0%}")
     ax.set_xlabel("training loss")

@@ -1,6 +1,6 @@
 """Optimus (Peng et al., EuroSys 2018) on CIFAR ResNets: loss-curve models, their regression on depth, time to 92%.
 
-    python sweeps/optimus.py --preset smoke            # seconds (tests: a fake CIFAR-10)
+    python sweeps/optimus.py --preset smoke            # about a minute (tests: a fake CIFAR-10)
     python sweeps/optimus.py                           # quick: 2k/1k CIFAR-10 images, 8 epochs (~6 min, 2 CPUs)
     python sweeps/optimus.py --preset paper --gpus-per-trial 1    # all of CIFAR-10, 350 epochs (GPUs)
     python sweeps/optimus.py --preset fit              # the analysis step: fits from the store, no training
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from analysis import optimus as figures
 from sweeps.runner import main
-from sweeps.study import Preset, Study
+from sweeps.study import Analysis, Context, Preset, Study
 from trainables import image_classification as ic
 from trainables.config import from_dict
 
@@ -42,19 +42,23 @@ class OptimusConfig(ic.ClassifyConfig):
     weight_decay: float = 1e-4
     lr_policy: str = "cosine"  # smooth, so Eq. 1 (a smooth decay) describes the whole curve; no step drops
     epochs: int = 350
-    # --- the fit step (analysis/optimus.py); trials ignore these
-    target_model: str = "cifar_resnet50"  # predicted from the other depths and compared with its real runs
-    accuracy_goal: float = 0.92  # test accuracy whose epochs (and time, Eq. 4) are predicted
-    # Eq. 4 coefficients t0..t4 (seconds): the stand-in fitted to the authors' MXNet ResNet-50 speed trace
-    # (pengyanghua/DL2 config_speed.txt, 210 (p, w) points, R^2 0.94; see ../shared/REFERENCES.md)
-    speed_t: tuple[float, ...] = (0.0045, 0.397, 0.543, 0.0, 0.0)
-    speed_batch: int = 32  # M, the global batch (samples per step) those coefficients were measured at
-    speed_ps: tuple[int, ...] = (2, 4)  # parameter servers p: one curve each
-    max_workers: int = 32  # workers w from 1 to this
+    # --- the fit step (analysis/optimus.py, whose constants document them); trials ignore these
+    target_model: str = figures.TARGET_MODEL  # predicted from the other depths, compared with its real runs
+    accuracy_goal: float = figures.ACCURACY_GOAL  # test accuracy whose epochs (and time, Eq. 4) are predicted
+    speed_t: tuple[float, ...] = figures.SPEED_T  # Eq. 4's t0..t4 (s): the documented stand-in (REFERENCES.md)
+    speed_batch: int = figures.SPEED_BATCH  # M, the global batch (samples per step) of those coefficients
+    speed_ps: tuple[int, ...] = figures.SPEED_PS  # parameter servers p: one curve each
+    max_workers: int = figures.MAX_WORKERS  # workers w from 1 to this
+    paleo: bool = True  # also the PALEO/FLOPs table (VGG16, GoogLeNet, ResNet-50 at 224x224; ~10 s on a CPU)
 
 
 def train_optimus(config: dict, data, session) -> None:
     ic.train_classifier(ic.classify_values(from_dict(OptimusConfig, config)), data, session)
+
+
+def analyze(base: dict, context: Context) -> Analysis:
+    values, artifacts, source = figures.fit_step(base, context.tracking_uri, context.from_run)
+    return Analysis(values=values, artifacts=artifacts, source_run=source)
 
 
 def derived_params(config: dict) -> dict:
@@ -70,8 +74,10 @@ STUDY = Study(
     trial_fn=train_optimus,
     make_data=ic.make_data,
     presets={
-        "smoke": Preset("6 depths, at most 256/128 images, 5 epochs (seconds; tests: fake CIFAR-10)",
-                        config={"train_subset": 256, "test_subset": 128, "epochs": 5}, space=DEPTHS, num_samples=6),
+        "smoke": Preset("6 depths, at most 256/128 images, 5 epochs of batch 32 at lr 0.02 (about a minute; "
+                        "tests: fake CIFAR-10)",
+                        config={"train_subset": 256, "test_subset": 128, "epochs": 5, "batch_size": 32, "lr": 0.02},
+                        space=DEPTHS, num_samples=6),
         "quick": Preset("6 depths, 2k training / 1k test CIFAR-10 images, 8 epochs (~6 min on 2 CPUs)",
                         config={"train_subset": 2000, "test_subset": 1000, "epochs": 8}, space=DEPTHS,
                         num_samples=6),
@@ -85,7 +91,7 @@ STUDY = Study(
     figures=figures.figures,
     summary=figures.summary,
     derived_params=derived_params,
-    analyze=figures.analyze,
+    analyze=analyze,
 )
 
 if __name__ == "__main__":
