@@ -16,7 +16,7 @@ from sweeps.study import Study
 
 STUDIES = ("depth_width", "lr_range", "cyclic_lr", "batch_size", "joint_search", "batch_augment", "scaling",
            "optimizers", "bn_dropout", "weight_init", "dying_relu",
-           "transfer")
+           "transfer", "optimus")
 
 
 def load_study(name: str) -> Study:
