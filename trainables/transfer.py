@@ -51,7 +51,6 @@ from trainables.session import load_training_state, training_state
 from trainables.vision_data import DATASETS, TensorSplit, VisionData, load_vision_data, to_device
 
 MODES = ("finetune", "feature_extractor")
-TARGETS = ("flowers102", "dtd", "fgvc_aircraft")  # Visual Decathlon domains torchvision reads (trainables.vision_data)
 CROP_FRACTION = 0.875  # test-time centre crop: 224 of 256
 
 
@@ -86,8 +85,9 @@ class TransferConfig:
     data_seed: int = 0  # which subset (train_subset/test_subset)
 
     def __post_init__(self) -> None:
-        if self.dataset not in DATASETS or self.dataset in ("mnist", "fashion_mnist", "cifar10", "cifar100", "digits"):
-            raise ConfigError(f"dataset={self.dataset!r} is not one of {', '.join(TARGETS)} (the Visual Decathlon "
+        targets = [name for name, spec in DATASETS.items() if spec.official_splits]  # the Decathlon domains
+        if self.dataset not in targets:
+            raise ConfigError(f"dataset={self.dataset!r} is not one of {', '.join(targets)} (the Visual Decathlon "
                               f"domains registered in trainables.vision_data)")
         weights_entry(self.arch, self.weights)
         for key, allowed in (("mode", MODES), ("amp", ("auto", "on", "off")), ("channels_last", ("auto", "on", "off"))):
