@@ -15,7 +15,14 @@ one batched solve and reporting once; the ridge numbers at `ridge_alpha` come wi
 Figures (analysis/bias_variance.py): the 20-point illustration, bias^2/variance/MSE vs degree with the best
 degree marked, ridge vs none at degree 10, and 20 of the fits per degree with their mean.
 
-Measured, quick preset (2-core CPU, shared): see the study's README section; the sweep takes ~TBD s.
+Measured, quick preset (2-core CPU shared with other jobs; 49.5 s of sweep, 94 s wall with start-up; seed 0):
+best degree 5 on the fixed 10-point test set (test MSE 0.338: those ten labels' noise is 0.288 and their
+cross term pulls low degrees below 0.3), 6 over x ~ U[0, 10] (expected test MSE 0.674: bias^2 0.094,
+variance 0.280). Degree 1: bias^2 0.50, variance 0.04; degree 3: 0.42, 0.08 (both under-fit: sin(1.5x)
+has ~2.4 periods on [0, 10]); degree 10: 0.22, 13.2 (over-fits: extrapolation at the ends of [0, 10],
+where a set of 40 points may have no point); degree 15: 163, 2.4e4. Degree 10 with ridge alpha 1e-2:
+bias^2 0.074, variance 0.42, MSE 0.79 over x ~ U[0, 10] (unregularized 13.7); on the 10 test points 0.306
+vs 0.402. The 20-point illustration: training MSE 0.457 / 0.350 / 0.061 for degrees 1 / 3 / 10.
 """
 
 from analysis import bias_variance as figures
