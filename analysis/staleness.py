@@ -88,7 +88,6 @@ def figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
             axes[0].plot(part["ratio"], part["expected_mean"], "--", color=color, alpha=0.5, linewidth=1)
             axes[1].plot(part["ratio"], part["staleness_max"], marker + "-", color=color,
                          label=f"{n} learners, {name}" if n > 1 else "1 learner")
-    axes[0].plot([], [], "--", color="gray", label="long run: sum of the others' speeds / own speed")
     axes[0].set_yscale("symlog", linthresh=0.1)
     for ax, what in zip(axes, ("mean", "max")):
         ax.set_xscale("log")
@@ -98,9 +97,10 @@ def figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         ax.set_xlabel("speed ratio r = fastest / slowest (speeds evenly spaced from 1 to r)", fontsize=9)
         ax.set_ylabel(f"{what} staleness (updates between read and update)")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+    axes[1].legend(fontsize=7)  # the same lines on the left
     horizon = table["horizon"].iloc[0]
-    axes[0].set_title(f"Mean staleness per learner (horizon {horizon:g} time units)", fontsize=9)
+    axes[0].set_title(f"Mean staleness per learner (horizon {horizon:g} time units)\n"
+                      f"dashed: long run, sum of the others' speeds / own speed", fontsize=9)
     axes[1].set_title("Max staleness per learner", fontsize=9)
     paths.append(save_figure(fig, out_dir / "staleness_vs_ratio.png"))
 

@@ -12,9 +12,11 @@ once by its read (trainables/staleness.py; exact times as integer ticks). One ch
 per learner vs r with the long-run mean sum_{j!=i} s_j/s_i (r and 1/r for two learners), the staleness
 distribution per r, and the timeline of the r = 2.5 schedule; table staleness.csv.
 
-Measured, quick preset (2-core CPU; 8 trials, ~8 s of sweep, ~40 s wall with Ray start-up), horizon 100:
-r = 1: both 1.00 (learner 0's first gradient 0), max 1; r = 2.5: slow learner mean 2.50 / max 3, fast 0.40 / 1;
-r = 10: slow 10.0 / 10, fast 0.10 / 1.
+Measured, quick preset (2-core CPU shared with another job; 8 trials, 9.8 s of sweep, 36 s wall with Ray
+start-up), horizon 100, mean / max staleness: r = 1: learner 0 0.99 / 1 (its first gradient 0), learner 1
+1.00 / 1; r = 2.5: slow 2.49 / 3, fast 0.40 / 1; r = 10: slow 9.99 / 10, fast 0.10 / 1 (the long-run means
+r and 1/r). Paper preset (24 trials, 25 s of sweep, 59 s wall): 4 learners at r = 2.5 (speeds 1, 1.5, 2, 2.5):
+slowest 5.97 / 7 (long run 6), fastest 1.80 / 3; 8 learners at r = 10: slowest 42.96 / 46 (43), fastest 3.40 / 7.
 """
 
 from analysis import staleness as figures

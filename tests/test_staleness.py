@@ -100,9 +100,20 @@ def test_bad_config_values_are_one_line_errors(bad, message):
     assert "\n" not in str(e.value)
 
 
-def test_too_many_gradients_is_a_config_error():
+def test_too_many_gradients_or_too_fine_ticks_are_config_errors():
     with pytest.raises(ConfigError, match="shorten the horizon"):
         schedule((1000.0, 1000.0), 1e4)
+    with pytest.raises(ConfigError, match="fewer decimals"):
+        schedule((1.23456789123, 3.14159265358979), 1e6)
+
+
+def test_evenly_spaced_speeds_are_exact_fractions():
+    from fractions import Fraction
+
+    speeds = learner_speeds(StalenessConfig(ratio=2.5, learners=8))  # 1 + 1.5 i / 7: floats would need 1e16 ticks
+    assert speeds[1] == Fraction(17, 14) and speeds[-1] == Fraction(5, 2)
+    table = schedule(speeds, 100)
+    assert table.groupby("learner")["staleness"].mean().tolist() == pytest.approx(expected_mean(speeds), rel=0.01)
 
 
 @pytest.mark.slow

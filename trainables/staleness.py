@@ -76,29 +76,34 @@ class StalenessConfig:
             raise ConfigError(f"horizon={self.horizon} must be a positive number of time units")
 
 
-def learner_speeds(cfg: StalenessConfig) -> tuple[float, ...]:
+def learner_speeds(cfg: StalenessConfig) -> tuple[Fraction, ...]:
+    """Exact speeds: `speeds` as written (decimals), else `learners` evenly spaced from 1 to `ratio`
+    (1 + (ratio - 1) i / (learners - 1), exact fractions: 8 learners up to 2.5 have period denominators of 14)."""
     if cfg.speeds:
-        return cfg.speeds
+        return tuple(_exact(s) for s in cfg.speeds)
     if cfg.learners == 1:
-        return (1.0,)
-    return tuple(float(1 + (cfg.ratio - 1) * i / (cfg.learners - 1)) for i in range(cfg.learners))
+        return (Fraction(1),)
+    ratio = _exact(cfg.ratio)
+    return tuple(1 + (ratio - 1) * Fraction(i, cfg.learners - 1) for i in range(cfg.learners))
 
 
 def _exact(x: float | str | Fraction) -> Fraction:
     """A speed as the decimal it is written as: 2.5 -> 5/2, 0.1 -> 1/10 (not the binary float)."""
-    return x if isinstance(x, Fraction) else Fraction(repr(float(x)) if not isinstance(x, str) else x)
+    if isinstance(x, (Fraction, int)):
+        return Fraction(x)
+    return Fraction(x if isinstance(x, str) else repr(float(x)))
 
 
 def ticks(speeds, horizon) -> tuple[np.ndarray, int, Fraction]:
     """Integer periods (ticks per gradient) of every learner, the horizon in ticks (floor), and the tick length."""
     exact = [_exact(s) for s in speeds]
     denom = math.lcm(*(s.numerator for s in exact))  # ticks per time unit: period b/a = (b * denom / a) ticks
-    periods = np.array([s.denominator * denom // s.numerator for s in exact], dtype=np.int64)
     end = math.floor(_exact(horizon) * denom)
-    if end > MAX_TICKS:
-        raise ConfigError(f"speeds {tuple(speeds)} need {denom} ticks per time unit, too fine for horizon={horizon}; "
-                          f"use speeds with fewer decimals or a shorter horizon")
-    return periods, end, Fraction(1, denom)
+    periods = [s.denominator * denom // s.numerator for s in exact]
+    if max(end, *periods) > MAX_TICKS:
+        raise ConfigError(f"speeds {tuple(map(str, exact))} need {denom} ticks per time unit, too fine for "
+                          f"horizon={horizon}; use speeds with fewer decimals or a shorter horizon")
+    return np.array(periods, dtype=np.int64), end, Fraction(1, denom)
 
 
 def schedule(speeds, horizon) -> pd.DataFrame:
@@ -143,12 +148,12 @@ def train_staleness(config: dict[str, Any], data: Any, session) -> None:
     metrics: dict[str, Any] = {
         "staleness/mean": float(table["staleness"].mean()) if len(table) else math.nan,
         "staleness/max": int(table["staleness"].max()) if len(table) else 0,
-        "speed_ratio": max(speeds) / min(speeds), "gradients": len(table), "time/tick": float(tick),
+        "speed_ratio": float(max(speeds) / min(speeds)), "gradients": len(table), "time/tick": float(tick),
         "time/schedule_s": elapsed}
     per = table.groupby("learner")["staleness"]
     means, maxes, sizes = per.mean(), per.max(), per.size()
     for i, expected in enumerate(expected_mean(speeds)):
-        metrics[f"learner{i}/speed"] = float(speeds[i])
+        metrics[f"learner{i}/speed"] = float(speeds[i])  # exact in the table's ticks; a float here
         metrics[f"learner{i}/gradients"] = int(sizes.get(i, 0))
         metrics[f"learner{i}/staleness_mean"] = float(means.get(i, math.nan))
         metrics[f"learner{i}/staleness_max"] = int(maxes.get(i, 0))
