@@ -16,7 +16,7 @@ from sweeps.study import Study
 
 STUDIES = ("depth_width", "lr_range", "cyclic_lr", "batch_size", "joint_search", "batch_augment", "scaling",
            "optimizers", "bn_dropout", "weight_init", "dying_relu",
-           "transfer", "optimus")
+           "transfer", "optimus", "bias_variance", "perceptron_hinge", "roc_pr", "staleness")
 
 
 def load_study(name: str) -> Study:
