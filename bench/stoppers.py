@@ -1,10 +1,11 @@
 """Benchmark: early stopping with Optimus's loss model (`--scheduler optimus`) against ASHA and against none.
 
     PYTHONPATH=. python bench/stoppers.py                                  # quick preset, 3 sweeps: minutes
+    PYTHONPATH=. python bench/stoppers.py --stop-margin 0.05 0.2           # optimus at two margins
     PYTHONPATH=. python bench/stoppers.py --preset smoke --set epochs=9    # seconds: a functional check
 
 Runs the depth-vs-width study's preset three times in this process, the same grid and seed each time, with
-`--scheduler fifo` (every trial to the end), `asha` and `optimus`, each into its own results directory
+`--scheduler fifo` (every trial to the end), `asha` and `optimus` (once per `--stop-margin`), each into its own results directory
 under a temporary folder, then reads each sweep back from MLflow and prints one row per scheduler:
 trials; epochs trained in total (the sum over trials of the epoch each ended at: the `stopped_at_epoch` tag);
 wall time (the runner's `main()` call: Ray start-up, trials, figures); the best config (lowest final
@@ -27,14 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analysis.records import load_sweep  # noqa: E402
 
-SCHEDULERS = ("fifo", "asha", "optimus")
 
-
-def run_sweep(study, scheduler: str, preset: str, overrides: list[str], results: Path) -> tuple[float, object]:
+def run_sweep(study, scheduler: str, preset: str, overrides: list[str], results: Path,
+              margin: float | None = None) -> tuple[float, object]:
     """One sweep through the runner; its wall time and its MLflow records."""
     from sweeps.runner import main
 
     argv = ["--preset", preset, "--scheduler", scheduler, "--seed", "0", "--results-dir", str(results)]
+    argv += ["--stop-margin", str(margin)] if margin is not None else []
     argv += [arg for item in overrides for arg in ("--set", item)]
     started = time.perf_counter()
     code = main(study, argv)
@@ -47,7 +48,7 @@ def run_sweep(study, scheduler: str, preset: str, overrides: list[str], results:
 def table(study, rows: dict[str, tuple[float, object]]) -> list[str]:
     metric, ascending = study.metric, study.mode == "min"
     fifo = rows["fifo"][1].runs.sort_values(metric, ascending=ascending)["widths"].astype(str).tolist()
-    lines = [f"{'scheduler':<10} {'trials':>6} {'stopped':>7} {'epochs':>7} {'wall s':>7}  "
+    lines = [f"{'scheduler':<14} {'trials':>6} {'stopped':>7} {'epochs':>7} {'wall s':>7}  "
              f"{'best widths':<14} {metric:>10} {'fifo rank':>9}"]
     for scheduler, (wall, sweep) in rows.items():
         runs = sweep.runs
@@ -56,7 +57,7 @@ def table(study, rows: dict[str, tuple[float, object]]) -> list[str]:
         best = runs.sort_values(metric, ascending=ascending).iloc[0]
         widths = str(best["widths"])
         rank = fifo.index(widths) + 1 if widths in fifo else "-"
-        lines.append(f"{scheduler:<10} {len(runs):>6} {stopped:>7} {epochs:>7} {wall:>7.1f}  "
+        lines.append(f"{scheduler:<14} {len(runs):>6} {stopped:>7} {epochs:>7} {wall:>7.1f}  "
                      f"{widths:<14} {best[metric]:>10.3f} {rank:>9}")
     return lines
 
@@ -64,6 +65,8 @@ def table(study, rows: dict[str, tuple[float, object]]) -> list[str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--preset", default="quick", help="the depth_width preset to sweep (default quick; smoke to check)")
+    p.add_argument("--stop-margin", type=float, nargs="+", default=[0.05], metavar="FRACTION",
+                   help="optimus margins to run, one sweep each (default 0.05, the runner's default)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="a config override passed to every sweep (repeatable), e.g. epochs=9")
     args = p.parse_args()
@@ -73,9 +76,12 @@ def main() -> None:
     load = os.getloadavg()[0]
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for scheduler in SCHEDULERS:
+        for scheduler in ("fifo", "asha"):
             rows[scheduler] = run_sweep(depth_width.STUDY, scheduler, args.preset, args.overrides,
                                         Path(tmp) / scheduler)
+        for margin in args.stop_margin:
+            rows[f"optimus {margin:g}"] = run_sweep(depth_width.STUDY, "optimus", args.preset, args.overrides,
+                                                    Path(tmp) / f"optimus-{margin:g}", margin)
         lines = table(depth_width.STUDY, rows)
     print(f"\n== depth_width, preset {args.preset}{''.join(' --set ' + o for o in args.overrides)}, grid, seed 0; "
           f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")

@@ -1,7 +1,7 @@
 """The shared sweep runner: one command line for every study.
 
     python sweeps/<study>.py [--preset smoke|quick|paper] [--search grid|optuna|random]
-                             [--scheduler fifo|asha|optimus] [--set key=value ...] [--address auto] ...
+                             [--scheduler fifo|asha|optimus [--stop-margin F]] [--set key=value ...] [--address auto] ...
 
 What it does, in order (so bad input fails before anything is created):
 1. parse and validate the flags and the config (`--set` overrides are typed);
@@ -43,6 +43,7 @@ from sweeps.study import Analysis, Context, Study
 
 SEARCHES = ("grid", "optuna", "random")
 SCHEDULERS = ("fifo", "asha", "optimus")
+DEFAULT_STOP_MARGIN = 0.05  # --stop-margin: sweeps/stoppers.py's default
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -80,8 +81,12 @@ def build_parser(study: Study) -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=study.default_scheduler, choices=SCHEDULERS,
                    help=f"fifo: run every trial to the end; asha: ASHA early stopping on {study.metric} "
                         f"with the epoch as time; optimus: stop a trial once its fitted loss curve predicts a final "
-                        f"{study.metric} more than 5%% worse than the best so far (sweeps/stoppers.py) "
+                        f"{study.metric} more than --stop-margin worse than the best so far (sweeps/stoppers.py) "
                         f"(default {study.default_scheduler})")
+    p.add_argument("--stop-margin", type=float, default=None, metavar="FRACTION",
+                   help="with --scheduler optimus: how much worse than the best so far (relative) a trial's "
+                        f"predicted final {study.metric} may be before it is stopped (default "
+                        f"{DEFAULT_STOP_MARGIN:g}; larger stops fewer trials)")
     if study.asha_times:
         p.add_argument("--asha-time", default="epoch", choices=["epoch", *study.asha_times],
                        help="with --scheduler asha: the time ASHA's rungs count, epochs or one of the study's "
@@ -199,6 +204,9 @@ def resolve_plan(study: Study, args: argparse.Namespace) -> Plan:
     epochs = int(base.get(study.epochs_key, 1)) if study.epochs_key else 1
     if getattr(args, "asha_time", "epoch") != "epoch" and args.scheduler != "asha":
         raise UsageError(f"--asha-time {args.asha_time} needs --scheduler asha")
+    if args.stop_margin is not None and (args.scheduler != "optimus" or args.stop_margin < 0):
+        raise UsageError(f"--stop-margin {args.stop_margin:g} needs --scheduler optimus and a margin >= 0, "
+                         f"e.g. --scheduler optimus --stop-margin 0.2")
     if args.scheduler in ("asha", "optimus") and study.epochs_key is None:
         raise UsageError(f"{study.name}'s trials report once (one-shot): there is nothing for {args.scheduler} to "
                          f"stop early; use --scheduler fifo")
@@ -387,13 +395,14 @@ def _grid_configs(plan: Plan) -> list[dict[str, Any]]:
     return configs
 
 
-def _scheduler(study: Study, plan: Plan, kind: str, time: str = "epoch"):
+def _scheduler(study: Study, plan: Plan, kind: str, time: str = "epoch", stop_margin: float | None = None):
     if kind == "fifo":
         return None
     if kind == "optimus":
         from sweeps.stoppers import OptimusStopper
 
-        return OptimusStopper(study.metric, study.mode, time_attr="epoch", max_t=plan.epochs)
+        margin = DEFAULT_STOP_MARGIN if stop_margin is None else stop_margin
+        return OptimusStopper(study.metric, study.mode, time_attr="epoch", max_t=plan.epochs, margin=margin)
     from ray.tune.schedulers import ASHAScheduler
 
     if time == "epoch":
@@ -549,7 +558,8 @@ def _run(study: Study, args: argparse.Namespace, argv: list[str]) -> int:
                 param_space=param_space(plan, args.search),
                 tune_config=tune.TuneConfig(
                     metric=study.metric, mode=study.mode, search_alg=_searcher(args.search, args.seed, plan),
-                    scheduler=_scheduler(study, plan, args.scheduler, getattr(args, "asha_time", "epoch")),
+                    scheduler=_scheduler(study, plan, args.scheduler, getattr(args, "asha_time", "epoch"),
+                                                        args.stop_margin),
                     num_samples=plan.num_samples,
                     max_concurrent_trials=args.max_concurrent, reuse_actors=True,
                 ),

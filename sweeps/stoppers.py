@@ -14,7 +14,7 @@ any trial has measured so far (measured, never predicted) by more than `margin`,
 
 The model only falls, so mode "min" fits the metric itself (a loss, an RMSE); mode "max" is for a metric in
 [0, 1] such as an accuracy: it fits the error 1 - metric and converts the prediction back (a trial with a value
-outside [0, 1] is never judged). The margin (default 5%) absorbs what the fit gets wrong when it extrapolates
+outside [0, 1] is never judged). The margin (default 5%, the runner's `--stop-margin`) absorbs what the fit gets wrong when it extrapolates
 from the first fifth of a curve and the noise in the measured best: a trial is stopped only when it is clearly
 out of the race, never for being a little behind. 0 stops anything predicted to be worse; larger is safer.
 

@@ -152,6 +152,20 @@ def test_one_shot_study_refuses_optimus():
         resolve_plan(study, build_parser(study).parse_args(["--preset", "smoke", "--scheduler", "optimus"]))
 
 
+def test_stop_margin_reaches_the_stopper_and_needs_optimus():
+    from sweeps import depth_width
+    from sweeps.runner import UsageError, _scheduler, build_parser, resolve_plan
+
+    study = depth_width.STUDY
+    parse = build_parser(study).parse_args
+    plan = resolve_plan(study, parse(["--preset", "smoke", "--scheduler", "optimus", "--stop-margin", "0.3"]))
+    assert _scheduler(study, plan, "optimus", stop_margin=0.3)._margin == 0.3
+    assert _scheduler(study, plan, "optimus")._margin == 0.05  # the documented default
+    for argv in (["--stop-margin", "0.3"], ["--scheduler", "optimus", "--stop-margin", "-1"]):
+        with pytest.raises(UsageError, match="--stop-margin .* needs --scheduler optimus"):
+            resolve_plan(study, parse(["--preset", "smoke", *argv]))
+
+
 CURVES = {"good": curve(**GOOD), "high floor": curve(**HIGH_FLOOR, seed=1), "steep": curve(**STEEP, seed=2)}
 
 
@@ -184,7 +198,7 @@ def test_in_a_real_tune_run_the_high_floor_trial_stops(tmp_path):
 def test_smoke_sweep_with_scheduler_optimus(tmp_path):
     """9 epochs (the smoke preset's 3 are fewer than min_points = 4): whatever it stops is recorded as stopped."""
     proc = run_script([str(ROOT / "sweeps" / "depth_width.py"), "--preset", "smoke", "--scheduler", "optimus",
-                       "--set", "epochs=9", "--results-dir", "res"], cwd=tmp_path)
+                       "--stop-margin", "0.1", "--set", "epochs=9", "--results-dir", "res"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "smoke, grid, optimus" in proc.stdout
     client = MlflowClient(f"sqlite:///{tmp_path / 'res' / 'mlflow.db'}")
