@@ -211,6 +211,31 @@ def speed(p: float, w: np.ndarray | float, t: tuple[float, ...], batch: float) -
     return 1.0 / (t0 * batch / w + t1 + t2 * w / p + t3 * w + t4 * p)
 
 
+SPEED_TRACE_COLUMNS = ("p", "w", "steps_per_s")
+MIN_SPEED_POINTS = 8  # (p, w) points needed to fit Eq. 4's five coefficients (and have residual degrees left)
+
+
+def fit_speed_model(trace: pd.DataFrame, batch: float) -> tuple[tuple[float, ...], float]:
+    """Eq. 4's t0..t4 (>= 0) fitted to measured (p, w, steps_per_s) points at global batch `batch`: least
+    squares on the speed itself (not its inverse, which would weight the slow configurations most), from
+    t = 0.01 s each; -> (t, R^2 of the speeds). ValueError with fewer than MIN_SPEED_POINTS finite points."""
+    from scipy.optimize import least_squares
+
+    missing = [c for c in SPEED_TRACE_COLUMNS if c not in trace.columns]
+    if missing:
+        raise ValueError(f"a speed trace needs the columns {', '.join(SPEED_TRACE_COLUMNS)}; missing {missing}")
+    rows = trace[list(SPEED_TRACE_COLUMNS)].astype(float)
+    rows = rows[np.isfinite(rows).all(axis=1) & (rows["p"] > 0) & (rows["w"] > 0) & (rows["steps_per_s"] > 0)]
+    if len(rows) < MIN_SPEED_POINTS:
+        raise ValueError(f"fitting Eq. 4 needs {MIN_SPEED_POINTS} or more measured (p, w) points, got {len(rows)}")
+    p, w, measured = (rows[c].to_numpy() for c in SPEED_TRACE_COLUMNS)
+    result = least_squares(lambda t: speed(p, w, tuple(t), batch) - measured, np.full(5, 0.01),
+                           bounds=(0.0, np.inf), method="trf")
+    fitted = speed(p, w, tuple(result.x), batch)
+    r2 = 1 - float(((fitted - measured) ** 2).sum()) / float(((measured - measured.mean()) ** 2).sum())
+    return tuple(float(v) for v in result.x), r2
+
+
 @dataclass
 class Result:
     """Everything the fit step finds: scalar values for the parent run, tables for its artifacts."""
@@ -342,6 +367,18 @@ def measured_ppp(tracking_uri: str, sweeps: list) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run_id", "model", "device", "images_per_s", "achieved_tflops", "ppp"])
 
 
+def speed_from_trace(path: str, batch: float) -> tuple[tuple[float, ...], dict]:
+    """Eq. 4's coefficients fitted to a measured speed trace (a CSV of p, w, steps_per_s at global batch `batch`);
+    RecordsError (exit 2) naming the file when it is missing or too small."""
+    try:
+        trace = pd.read_csv(path)
+        t, r2 = fit_speed_model(trace, batch)
+    except (OSError, ValueError, pd.errors.ParserError) as e:
+        raise RecordsError(f"speed_trace {path}: {e}; give a CSV with columns "
+                           f"{', '.join(SPEED_TRACE_COLUMNS)} (one row per measured configuration)") from None
+    return t, {"speed/source": f"fitted to {path} ({len(trace)} points)", "speed/fit_r2": r2}
+
+
 def fit_step(base: dict, tracking_uri: str, from_run: str | None = None) -> tuple[dict, dict, str]:
     """The `fit` preset's work (sweeps/optimus.py wraps it as Study.analyze): read the data sweeps, run the
     analysis; -> (values, artifacts, the latest sweep read). RecordsError when there is nothing to fit."""
@@ -349,12 +386,15 @@ def fit_step(base: dict, tracking_uri: str, from_run: str | None = None) -> tupl
     if not sweeps:
         raise RecordsError(f"no optimus data sweep at {tracking_uri}; run `python sweeps/optimus.py` first")
     curves = collect_curves(tracking_uri, from_run)
+    speed_t, speed_values = tuple(base["speed_t"]), {"speed/source": "config speed_t"}
+    if base.get("speed_trace"):
+        speed_t, speed_values = speed_from_trace(base["speed_trace"], base["speed_batch"])
     try:
-        result = run_analysis(curves, base["target_model"], base["accuracy_goal"], tuple(base["speed_t"]),
+        result = run_analysis(curves, base["target_model"], base["accuracy_goal"], speed_t,
                               base["speed_batch"], tuple(base["speed_ps"]), base["max_workers"])
     except ValueError as e:
         raise RecordsError(str(e)) from e
-    values = {**result.values, "sweeps": ",".join(s.info.run_id for s in sweeps)}
+    values = {**result.values, **speed_values, "sweeps": ",".join(s.info.run_id for s in sweeps)}
     tables = dict(result.tables)
     tables["measured_ppp.csv"] = ppp = measured_ppp(tracking_uri, sweeps)
     for device, rows in ppp.groupby("device"):
@@ -453,10 +493,59 @@ def speed_figure(speed_table: pd.DataFrame, goal: float, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def answer(values: dict) -> str:
+    """The fit step's answer in a few lines, from its values (the parent run's metrics and params)."""
+    number = lambda key: float(values.get(key, math.nan))  # noqa: E731  (params come back as strings)
+    devices = [d for d in str(values.get("devices", "")).split(",") if d]
+    goal = number("accuracy_goal")
+    lines = [f"Eq. 1 fitted to {int(number('runs_fitted'))} runs on {', '.join(devices) or '?'}: median R^2 "
+             f"{number('fit_r2_median'):.3f}, median RMSE {number('fit_rmse_median'):.4f}"]
+    for device in devices:
+        error = number(f"error/{device}/mape_pct")
+        measured = (f"{error:.1f}% mean error against the real run ({number(f'error/{device}/final_pct'):.1f}% at "
+                    f"its last epoch)" if math.isfinite(error) else "no real run on this device to compare with")
+        epochs = number(f"predicted/{device}/epochs_to_goal")
+        goal_loss, floor = number("goal_loss"), number(f"predicted/{device}/b2")
+        if math.isfinite(epochs):
+            reach = f"{epochs:.0f} epochs to {goal:.0%} (training loss {goal_loss:.3f})"
+        elif not math.isfinite(goal_loss):
+            reach = (f"epochs to {goal:.0%} undefined: the measured runs reach at most "
+                     f"{number('mapping_max_accuracy'):.1%} test accuracy")
+        else:
+            reach = (f"never reaches {goal:.0%}: its floor b2 = {floor:.3f} is above the training loss "
+                     f"{goal_loss:.3f} that maps to it")
+        lines.append(f"  {device}: predicted {values.get('target_model', 'target')} curve: {measured}; {reach}")
+    hours = [f"p = {key.split('/')[1][1:]}: {number(key):.2f} h with {number(key.replace('best_hours', 'best_workers')):.0f} "
+             f"workers" for key in sorted(values) if key.startswith("speed/p") and key.endswith("/best_hours")
+             and math.isfinite(number(key))]
+    if hours:
+        lines.append(f"Eq. 4 ({values.get('speed/source', 'config speed_t')}): fastest to {goal:.0%}: " + "; ".join(hours))
+    for key in sorted(k for k in values if k.startswith("ppp/") and k.endswith("/achieved_tflops_median")):
+        device = key.split("/")[1]
+        ppp = number(f"ppp/{device}/median")
+        lines.append(f"our training on {device}: {number(key):.3g} TFLOP/s achieved (median over runs), PPP "
+                     + (f"{ppp:.2f}" if math.isfinite(ppp) else "unknown (no documented peak for this device)"))
+    if "paleo/vgg19_conv_share" in values:
+        lines.append("PALEO, K80 at {:.1f} TFLOP/s x PPP {:.2f}: inference {} ms per 224x224 image; VGG19's forward "
+                     "MACs in convolutions {:.1%} (Lu et al. 2017: about 99% for VGG16)".format(
+                         number("paleo/k80_peak_tflops"), number("paleo/ppp"),
+                         ", ".join(f"{m} {number(f'paleo/{m}/k80_inference_ms'):.1f}" for m in TORCHVISION_GMACS),
+                         number("paleo/vgg19_conv_share")))
+    return "\n".join(lines)
+
+
 def summary(runs: pd.DataFrame) -> str:
-    if runs.empty:
-        return "optimus fit step: see its parent run's metrics and optimus/*.csv artifacts"
+    uri, parent = runs.attrs["tracking_uri"], runs.attrs["parent_run_id"]
+    if runs.empty:  # the fit step: its values are on its own parent run
+        data = MlflowClient(uri).get_run(parent).data
+        return answer({**data.params, **data.metrics})
     done = runs[runs.get("trial_status", pd.Series("", index=runs.index)) == "finished"]
     devices = ", ".join(sorted(map(str, runs.get("GPU type", pd.Series(dtype=str)).dropna().unique()))) or "unknown"
-    return (f"{len(done)} of {len(runs)} trials finished on {devices}; "
-            f"run `python sweeps/optimus.py --preset fit` to record the fits")
+    head = f"{len(done)} of {len(runs)} trials finished on {devices}"
+    try:
+        latest = data_sweeps(uri)
+        source = None if latest and latest[0].info.run_id == parent else parent
+        values = run_analysis(collect_curves(uri, source)).values  # the study's default settings
+    except (ValueError, RecordsError) as e:
+        return f"{head}; no fit: {e}"
+    return f"{head}\n{answer(values)}\nrecord the fits on a parent run: python sweeps/optimus.py --preset fit"

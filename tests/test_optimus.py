@@ -7,6 +7,7 @@ import math
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
@@ -51,6 +52,21 @@ def test_isotonic_mapping_and_goal_loss():
 def test_speed_model_matches_eq4():
     t = (0.0045, 0.397, 0.543, 0.0, 0.0)
     assert optimus.speed(2, 4, t, 32) == pytest.approx(1 / (0.0045 * 32 / 4 + 0.397 + 0.543 * 4 / 2))
+
+
+def test_speed_fit_recovers_known_coefficients():
+    """Eq. 4 fitted to (p, w) speeds generated from known t (plus 1% noise) gives t back."""
+    rng = np.random.default_rng(1)
+    truth = (0.004, 0.35, 0.5, 0.01, 0.02)
+    p, w = (a.ravel() for a in np.meshgrid(np.arange(1, 9), np.arange(1, 13)))
+    measured = optimus.speed(p, w, truth, 32) * (1 + rng.normal(0, 0.01, len(p)))
+    t, r2 = optimus.fit_speed_model(pd.DataFrame({"p": p, "w": w, "steps_per_s": measured}), 32)
+    assert r2 > 0.98
+    assert t[1] == pytest.approx(0.35, rel=0.1) and t[2] == pytest.approx(0.5, rel=0.1)
+    fitted = optimus.speed(p, w, t, 32)
+    assert np.abs(fitted / optimus.speed(p, w, truth, 32) - 1).max() < 0.03
+    with pytest.raises(ValueError, match="8 or more"):
+        optimus.fit_speed_model(pd.DataFrame({"p": [1, 2], "w": [1, 1], "steps_per_s": [0.5, 0.7]}), 32)
 
 
 def write_tiny_store(uri: str, epochs: int = 60) -> None:
@@ -99,7 +115,7 @@ def test_regression_and_prediction_on_a_tiny_store(tmp_path):
     assert np.isfinite(speed_table["hours_to_goal"]).all()
 
 
-def test_fit_preset_records_on_a_parent_run(tmp_path, clean_env, monkeypatch):
+def test_fit_preset_records_on_a_parent_run(tmp_path, clean_env, monkeypatch, capsys):
     from sweeps import optimus as study
     from sweeps.runner import main
 
@@ -118,6 +134,25 @@ def test_fit_preset_records_on_a_parent_run(tmp_path, clean_env, monkeypatch):
     assert {"optimus/fits.csv", "optimus/speed.csv", "optimus/prediction.csv"} <= artifacts
     for name in FIGURES:
         assert (results / "optimus" / name).stat().st_size > 5000, name
+    printed = capsys.readouterr().out
+    assert "Eq. 1 fitted to 10 runs on NVIDIA H100, cpu" in printed and "mean error against the real run" in printed
+    assert "Eq. 4 (config speed_t): fastest to 92%: p = 2:" in printed
+
+    # Eq. 4 fitted to a measured trace instead of the config's coefficients; a bad trace is a one-line exit 2
+    p, w = (a.ravel() for a in np.meshgrid([1, 2, 4], [1, 2, 4, 8]))
+    trace = pd.DataFrame({"p": p, "w": w, "steps_per_s": optimus.speed(p, w, (0.004, 0.3, 0.5, 0, 0), 32)})
+    trace.to_csv(tmp_path / "trace.csv", index=False)
+    argv = ["--preset", "fit", "--results-dir", str(results), "--set", "paleo=false"]
+    assert main(study.STUDY, [*argv, "--set", f"speed_trace={tmp_path / 'trace.csv'}"]) == 0
+    step = client.search_runs([experiment.experiment_id], "tags.analysis_only = '1'",
+                              order_by=["attributes.start_time DESC"])[0]
+    assert step.data.metrics["speed/fit_r2"] > 0.999
+    assert step.data.params["speed/t"].startswith("0.004")
+    trace.head(3).to_csv(tmp_path / "short.csv", index=False)
+    with pytest.raises(SystemExit) as exited:
+        main(study.STUDY, [*argv, "--set", f"speed_trace={tmp_path / 'short.csv'}"])
+    assert exited.value.code == 2
+    assert "speed_trace" in capsys.readouterr().err
 
 
 def test_fit_preset_without_records_exits_2(tmp_path, clean_env, monkeypatch):
