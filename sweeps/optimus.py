@@ -8,10 +8,10 @@
 
 Data collection: CIFAR ResNets of depth 18, 20, 32, 44 and 56 and the validation target, depth 50, all of
 one family (trainables/cifar_resnet.py: 16/32/64 channels, basic blocks, option A shortcuts; depth 18 is
-blocks 3-3-2, depth 50 is 6n+2 with n = 8), CIFAR-10, batch 128, SGD momentum 0.9, lr 0.1 cosine-annealed,
-weight decay 1e-4, crop + flip. Every trial records its training loss per epoch and its device as the run
-param "GPU type" (torch.cuda.get_device_name, or "cpu"); sweeps run on different machines into one store
-are analysed together.
+blocks 3-3-2, depth 50 is 6n+2 with n = 8), CIFAR-10, batch 128, SGD momentum 0.9, lr 0.1 cosine-annealed
+after 2 epochs of linear warm-up, weight decay 1e-4, crop + flip. Every trial records its training loss per
+epoch and its device as the run param "GPU type" (torch.cuda.get_device_name, or "cpu"); sweeps run on
+different machines into one store are analysed together.
 
 The `fit` step (analysis/optimus.py) reads the latest data-collection sweep and every earlier one of the
 same preset (the latest run per model and device), fits Eq. 1 to each run, regresses the coefficients on
@@ -41,12 +41,16 @@ class OptimusConfig(ic.ClassifyConfig):
     momentum: float = 0.9
     weight_decay: float = 1e-4
     lr_policy: str = "cosine"  # smooth, so Eq. 1 (a smooth decay) describes the whole curve; no step drops
+    # linear warm-up from lr/10 over the first 2 epochs: at lr 0.1 from the first step the depth-44..56 nets blew
+    # up on small data (loss 6-8 in epoch 1, then stuck at chance; quick preset on digits)
+    warmup_epochs: int = 2
     epochs: int = 350
     # --- the fit step (analysis/optimus.py, whose constants document them); trials ignore these
     target_model: str = figures.TARGET_MODEL  # predicted from the other depths, compared with its real runs
     accuracy_goal: float = figures.ACCURACY_GOAL  # test accuracy whose epochs (and time, Eq. 4) are predicted
     speed_t: tuple[float, ...] = figures.SPEED_T  # Eq. 4's t0..t4 (s): the documented stand-in (REFERENCES.md)
     speed_batch: int = figures.SPEED_BATCH  # M, the global batch (samples per step) of those coefficients
+    speed_trace: str = ""  # a CSV of measured (p, w, steps_per_s) at batch speed_batch: fit t0..t4 to it instead
     speed_ps: tuple[int, ...] = figures.SPEED_PS  # parameter servers p: one curve each
     max_workers: int = figures.MAX_WORKERS  # workers w from 1 to this
     paleo: bool = True  # also the PALEO/FLOPs table (VGG16, GoogLeNet, ResNet-50 at 224x224; ~10 s on a CPU)
