@@ -1,7 +1,9 @@
 """Turn a sweep's MLflow records into its figures and tables, and log them back.
 
 Used at the end of every sweep and by `python -m analysis STUDY`, so the figures
-a sweep shows are always the ones its records can regenerate.
+a sweep shows are always the ones its records can regenerate. Given the study's metric
+and mode, every sweep with trials also gets the three overview figures of
+analysis/overview.py (parallel coordinates, importances, best so far).
 """
 
 from __future__ import annotations
@@ -14,11 +16,21 @@ import pandas as pd
 from analysis.records import Sweep, log_artifacts
 
 
-def render(sweep: Sweep, figures: Callable[[pd.DataFrame, Path], list[Path]], out_dir: str | Path) -> list[Path]:
-    """Write the study's PNGs and a CSV of all trials to `out_dir`, and log them to the parent run."""
+def render(sweep: Sweep, figures: Callable[[pd.DataFrame, Path], list[Path]], out_dir: str | Path,
+           metric: str | None = None, mode: str = "min") -> list[Path]:
+    """Write the study's PNGs and a CSV of all trials to `out_dir`, and log them to the parent run. With the
+    study's `metric` (and `mode`), the overview figures follow the study's own; a failure there prints one
+    warning line and the sweep goes on. Analysis-only steps (no trials) get no overview."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [Path(p) for p in figures(sweep.runs, out_dir)]
+    if metric and not sweep.runs.empty and sweep.parent.data.tags.get("analysis_only") != "1":
+        try:
+            from analysis.overview import draw_overview
+
+            paths += draw_overview(sweep, metric, mode, out_dir)
+        except Exception as e:  # noqa: BLE001  (an overview must never fail a sweep)
+            print(f"warning: overview figures not drawn: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
     table = out_dir / "trials.csv"
     sweep.runs.to_csv(table, index=False)
     log_artifacts(sweep.tracking_uri, sweep.parent_run_id, paths, "figures")

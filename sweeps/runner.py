@@ -615,7 +615,7 @@ def _finish(study: Study, args: argparse.Namespace, tracking_uri: str, experimen
     from analysis.report import render
 
     sweep = load_sweep(study.name, parent_id, tracking_uri)
-    paths = render(sweep, study.figures, results_dir / study.name)
+    paths = render(sweep, study.figures, results_dir / study.name, study.metric, study.mode)
     print(f"\n== {study.name} ({args.preset}, {args.search}, {args.scheduler}): {headline(sweep.runs)}")
     print(study.summary(sweep.runs))
     if study.after_sweep is not None:
