@@ -139,6 +139,10 @@ def test_smoke_sweep_end_to_end_and_figures_from_mlflow(tmp_path, clean_env, mon
         assert m["learner1/staleness_max"] == 1
 
     figures = results / "staleness"
+    for name in ("overview_parallel.png", "overview_importance.png", "overview_progress.png"):  # every sweep's
+        assert (figures / name).stat().st_size > 5000, name
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "figures")}
+    assert "figures/overview_parallel.png" in logged
     for name in FIGURES + ["staleness.csv"]:
         (figures / name).unlink()
     regen = run_script(["-m", "analysis", "staleness", "--results-dir", str(results)], cwd=tmp_path)
