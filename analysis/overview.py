@@ -126,6 +126,8 @@ class Axis:
             low, high = math.log10(self.low), math.log10(self.high)
             decades = range(math.ceil(low), math.floor(high) + 1)
             return [((d - low) / (high - low), f"1e{d}") for d in decades]
+        if self.high == self.low:  # one value: drawn mid-axis (position)
+            return [(0.5, f"{self.low:.3g}")]
         values = np.linspace(self.low, self.high, 5)
         span = self.high - self.low or 1.0
         return [((v - self.low) / span, f"{v:.3g}") for v in values]
@@ -166,7 +168,7 @@ def draw_parallel(sweep: Sweep, metric: str, mode: str, path: Path) -> Path:
     axes = swept_axes(sweep)
     value = _metric(runs, metric)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.8 * (len(axes) + 1) + 1.5), 4.8))
-    ax.set_title(f"{len(runs)} trials: swept parameters and {metric} ({mode})")
+    ax.set_title(f"{len(runs)} trials: swept parameters and {metric} ({mode})", fontsize=10)
     if not axes:
         _note(ax, "no swept parameter varied between the trials")
         return save_figure(fig, path)
@@ -179,7 +181,8 @@ def draw_parallel(sweep: Sweep, metric: str, mode: str, path: Path) -> Path:
     cmap = plt.get_cmap("viridis" if mode == "max" else "viridis_r")  # brightest = best
     if finite.any():
         vmin, vmax = float(value[finite].min()), float(value[finite].max())
-        norm = plt.Normalize(vmin, vmax if vmax > vmin else vmin + 1e-12)
+        pad = 0.0 if vmax > vmin else (abs(vmin) * 0.05 or 1.0)  # one value: a readable colorbar around it
+        norm = plt.Normalize(vmin - pad, vmax + pad)
         order = np.argsort(value.to_numpy() * (1 if mode == "max" else -1))  # best drawn last, on top
         for i in order:
             if finite[i]:
