@@ -10,7 +10,9 @@ Model forms (all fitted with numpy/scipy least squares):
   coefficient shared by all devices, a per-device offset g (0 for the first device in name order), eps = 1e-3.
   The target model's runs (depth 50) are left out; its coefficients are predicted per device present and
   exp(.) - eps (floored at 0) gives the predicted curve, drawn against that device's real run. The error is
-  the mean absolute percentage error over the real run's epochs, and at its last epoch.
+  the summed absolute error over the real run's epochs as a percentage of its summed loss (WAPE: unlike the
+  mean of per-epoch percentages it is not dominated by the last epochs of a loss near 0), and the percentage
+  error at its last epoch.
 - Loss -> accuracy: the test accuracy as a non-increasing function of the training loss, an isotonic
   (pool-adjacent-violators) fit to every (train loss, test accuracy) epoch of the measured runs other than
   the target. The loss for a goal accuracy is where that step function first reaches it (linear in between
@@ -285,9 +287,10 @@ def run_analysis(curves: pd.DataFrame, target_model: str = TARGET_MODEL, goal: f
             prediction_rows.append({"device": device, "epoch": k, "predicted_loss": pred, "measured_loss": meas,
                                     "measured_accuracy": acc})
         if len(real):
-            error = np.abs(curve - real["train_loss"].to_numpy()) / real["train_loss"].to_numpy() * 100
-            values[f"error/{device}/mape_pct"] = float(np.nanmean(error))
-            values[f"error/{device}/final_pct"] = float(error[-1])
+            measured = real["train_loss"].to_numpy()
+            ok = np.isfinite(measured) & np.isfinite(curve)
+            values[f"error/{device}/wape_pct"] = float(100 * np.abs(curve - measured)[ok].sum() / measured[ok].sum())
+            values[f"error/{device}/final_pct"] = float(100 * abs(curve[-1] - measured[-1]) / measured[-1])
     prediction = pd.DataFrame(prediction_rows)
 
     # speed model Eq. 4 and time to the goal
@@ -501,8 +504,8 @@ def answer(values: dict) -> str:
     lines = [f"Eq. 1 fitted to {int(number('runs_fitted'))} runs on {', '.join(devices) or '?'}: median R^2 "
              f"{number('fit_r2_median'):.3f}, median RMSE {number('fit_rmse_median'):.4f}"]
     for device in devices:
-        error = number(f"error/{device}/mape_pct")
-        measured = (f"{error:.1f}% mean error against the real run ({number(f'error/{device}/final_pct'):.1f}% at "
+        error = number(f"error/{device}/wape_pct")
+        measured = (f"{error:.1f}% error against the real run (WAPE; {number(f'error/{device}/final_pct'):.1f}% at "
                     f"its last epoch)" if math.isfinite(error) else "no real run on this device to compare with")
         epochs = number(f"predicted/{device}/epochs_to_goal")
         goal_loss, floor = number("goal_loss"), number(f"predicted/{device}/b2")

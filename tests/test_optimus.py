@@ -105,7 +105,7 @@ def test_regression_and_prediction_on_a_tiny_store(tmp_path):
         truth = true_coefficients(50, device)
         for c in optimus.COEFFICIENTS:
             assert values[f"predicted/{device}/{c}"] == pytest.approx(truth[c], rel=0.03), (device, c)
-        assert values[f"error/{device}/mape_pct"] < 1.0
+        assert values[f"error/{device}/wape_pct"] < 1.0
         # epochs to 92% from the closed form of Eq. 1 at the mapped loss 0.16
         expected = (1 / (0.16 - truth["b2"]) - truth["b1"]) / truth["b0"]
         assert values[f"predicted/{device}/epochs_to_goal"] == pytest.approx(expected, rel=0.05)
@@ -135,7 +135,7 @@ def test_fit_preset_records_on_a_parent_run(tmp_path, clean_env, monkeypatch, ca
     for name in FIGURES:
         assert (results / "optimus" / name).stat().st_size > 5000, name
     printed = capsys.readouterr().out
-    assert "Eq. 1 fitted to 10 runs on NVIDIA H100, cpu" in printed and "mean error against the real run" in printed
+    assert "Eq. 1 fitted to 10 runs on NVIDIA H100, cpu" in printed and "error against the real run (WAPE" in printed
     assert "Eq. 4 (config speed_t): fastest to 92%: p = 2:" in printed
 
     # Eq. 4 fitted to a measured trace instead of the config's coefficients; a bad trace is a one-line exit 2
