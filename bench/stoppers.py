@@ -65,8 +65,8 @@ def table(study, rows: dict[str, tuple[float, object]]) -> list[str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--preset", default="quick", help="the depth_width preset to sweep (default quick; smoke to check)")
-    p.add_argument("--stop-margin", type=float, nargs="+", default=[0.05], metavar="FRACTION",
-                   help="optimus margins to run, one sweep each (default 0.05, the runner's default)")
+    p.add_argument("--stop-margin", type=float, nargs="+", default=[0.2], metavar="FRACTION",
+                   help="optimus margins to run, one sweep each (default 0.2, the runner's default)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="a config override passed to every sweep (repeatable), e.g. epochs=9")
     args = p.parse_args()

@@ -54,7 +54,7 @@ def stopper(mode: str = "min", metric: str = "loss", **kw) -> OptimusStopper:
 def test_defaults():
     assert default_min_points(20) == 4 and default_min_points(200) == 40 and default_min_points(3) == 4
     s = stopper()
-    assert s._min_points == 4 and s._margin == 0.05
+    assert s._min_points == 4 and s._margin == 0.2
 
 
 def test_stops_a_high_floor_at_min_points_and_not_before():
@@ -160,7 +160,7 @@ def test_stop_margin_reaches_the_stopper_and_needs_optimus():
     parse = build_parser(study).parse_args
     plan = resolve_plan(study, parse(["--preset", "smoke", "--scheduler", "optimus", "--stop-margin", "0.3"]))
     assert _scheduler(study, plan, "optimus", stop_margin=0.3)._margin == 0.3
-    assert _scheduler(study, plan, "optimus")._margin == 0.05  # the documented default
+    assert _scheduler(study, plan, "optimus")._margin == 0.2  # the documented default
     for argv in (["--stop-margin", "0.3"], ["--scheduler", "optimus", "--stop-margin", "-1"]):
         with pytest.raises(UsageError, match="--stop-margin .* needs --scheduler optimus"):
             resolve_plan(study, parse(["--preset", "smoke", *argv]))
