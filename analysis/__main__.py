@@ -1,4 +1,4 @@
-"""Regenerate a study's figures and tables from its MLflow records alone (no training), or list the sweeps.
+"""Regenerate a study's figures, tables and HTML report from its records alone (no training), or list the sweeps.
 
     python -m analysis depth_width                      # latest sweep of the study
     python -m analysis depth_width --parent-run RUN_ID  # a given sweep
@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from analysis.records import PARENT_TAG, RecordsError, default_tracking_uri, load_sweep
-from analysis.report import render, status_counts
+from analysis.report import publish_report, render, status_counts
 from sweeps.registry import STUDIES, load_study  # the one study registry (each study names its figures)
 
 STATUSES = ("finished", "stopped", "diverged", "error")
@@ -119,10 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     except (RecordsError, Exception) as e:  # noqa: BLE001  (an unknown run id raises MlflowException)
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
-    paths = render(sweep, study.figures, Path(args.results_dir) / args.study, study.metric, study.mode)
-    print(f"{args.study}, sweep {sweep.parent_run_id}: {status_counts(sweep.runs)}")
-    print(study.summary(sweep.runs))
-    print("wrote " + ", ".join(map(str, paths)))
+    out_dir = Path(args.results_dir) / args.study
+    paths = render(sweep, study.figures, out_dir, study.metric, study.mode)
+    summary = f"{args.study}, sweep {sweep.parent_run_id}: {status_counts(sweep.runs)}\n{study.summary(sweep.runs)}"
+    print(summary)  # the same string the HTML report shows
+    report = publish_report(sweep, study, summary, paths, out_dir)
+    print("wrote " + ", ".join(map(str, paths + ([report] if report is not None else []))))
     return 0
 
 

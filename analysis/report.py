@@ -3,7 +3,8 @@
 Used at the end of every sweep and by `python -m analysis STUDY`, so the figures
 a sweep shows are always the ones its records can regenerate. Given the study's metric
 and mode, every sweep with trials also gets the three overview figures of
-analysis/overview.py (parallel coordinates, importances, best so far).
+analysis/overview.py (parallel coordinates, importances, best so far). `publish_report` then writes the
+sweep's self-contained HTML page (analysis/html_report.py) and logs it to the parent run as report/report.html.
 """
 
 from __future__ import annotations
@@ -36,6 +37,21 @@ def render(sweep: Sweep, figures: Callable[[pd.DataFrame, Path], list[Path]], ou
     log_artifacts(sweep.tracking_uri, sweep.parent_run_id, paths, "figures")
     log_artifacts(sweep.tracking_uri, sweep.parent_run_id, [table], "tables")
     return paths + [table]
+
+
+def publish_report(sweep: Sweep, study, summary_text: str, paths: list[Path], out_dir: str | Path) -> Path | None:
+    """Write `out_dir/report.html` (analysis/html_report.py: the figures among `paths`, the trials, `summary_text`
+    as printed) and log it to the parent run under report/. A failure prints one warning line and returns None:
+    a finished sweep never fails for its report."""
+    try:
+        from analysis.html_report import write_report
+
+        path = write_report(sweep, study, summary_text, paths, out_dir)
+        log_artifacts(sweep.tracking_uri, sweep.parent_run_id, [path], "report")
+        return path
+    except Exception as e:  # noqa: BLE001  (a report must never fail a sweep)
+        print(f"warning: HTML report not written: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        return None
 
 
 def status_counts(runs: pd.DataFrame) -> str:

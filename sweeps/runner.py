@@ -610,17 +610,29 @@ def _open_parent_run(client, experiment_id: str, name: str, args: argparse.Names
 
 def _finish(study: Study, args: argparse.Namespace, tracking_uri: str, experiment_id: str, parent_id: str,
             results_dir: Path, headline) -> None:
-    """Figures from the records (logged to the parent run), then the summary a finished sweep prints."""
+    """Figures from the records (logged to the parent run), then the summary a finished sweep prints; the same
+    summary text goes into the sweep's HTML report (results/<study>/report.html, logged as report/report.html)."""
     from analysis.records import load_sweep, ui_hint
-    from analysis.report import render
+    from analysis.report import publish_report, render
 
     sweep = load_sweep(study.name, parent_id, tracking_uri)
-    paths = render(sweep, study.figures, results_dir / study.name, study.metric, study.mode)
-    print(f"\n== {study.name} ({args.preset}, {args.search}, {args.scheduler}): {headline(sweep.runs)}")
-    print(study.summary(sweep.runs))
+    out_dir = results_dir / study.name
+    paths = render(sweep, study.figures, out_dir, study.metric, study.mode)
+    lines = [f"== {study.name} ({args.preset}, {args.search}, {args.scheduler}): {headline(sweep.runs)}",
+             study.summary(sweep.runs)]
     if study.after_sweep is not None:
-        print(study.after_sweep(sweep))
-    print(f"figures and table: {', '.join(str(p.relative_to(Path.cwd()) if p.is_relative_to(Path.cwd()) else p) for p in paths)}")
+        lines.append(study.after_sweep(sweep))
+    summary = "\n".join(lines)  # printed and shown in the report: one string, so they cannot differ
+    print("\n" + summary)
+    report = publish_report(sweep, study, summary, paths, out_dir)
+
+    def shown(p: Path) -> str:
+        return str(p.relative_to(Path.cwd()) if p.is_relative_to(Path.cwd()) else p)
+
+    print(f"figures and table: {', '.join(shown(p) for p in paths)}")
+    if report is not None:
+        print(f"report: {shown(report)} ({report.stat().st_size / 1e6:.1f} MB, self-contained; "
+              f"also the parent run's artifact report/{report.name})")
     print(f"MLflow: {ui_hint(tracking_uri, experiment_id)}  (parent run {parent_id})")
     print(f"regenerate the figures: python -m analysis {study.name} --parent-run {parent_id}"
           + ("" if args.results_dir == "results" else f" --results-dir {shlex.quote(args.results_dir)}"))
