@@ -559,7 +559,7 @@ def _run(study: Study, args: argparse.Namespace, argv: list[str]) -> int:
                 tune_config=tune.TuneConfig(
                     metric=study.metric, mode=study.mode, search_alg=_searcher(args.search, args.seed, plan),
                     scheduler=_scheduler(study, plan, args.scheduler, getattr(args, "asha_time", "epoch"),
-                                                        args.stop_margin),
+                                         args.stop_margin),
                     num_samples=plan.num_samples,
                     max_concurrent_trials=args.max_concurrent, reuse_actors=True,
                 ),
