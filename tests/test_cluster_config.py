@@ -76,8 +76,8 @@ def test_setup_installs_the_pinned_stack_of_pyproject_and_the_mounted_checkout()
     for must in ("ray[default,tune,train]", "torch", "mlflow"):  # the versions the driver and workers must share
         assert must in installed
     # The project itself: the file-mounted checkout, installed editable (so the mount is what runs).
-    (target, source), = CONFIG["file_mounts"].items()
-    assert source == "." and any(f"pip install -q -e {target}" in c for c in setup)
+    (target, source), = [(t, s) for t, s in CONFIG["file_mounts"].items() if s == "."]
+    assert any(f"pip install -q -e {target}" in c for c in setup)
     assert any("rev-parse HEAD" in c for c in setup)
     assert PYPROJECT["project"]["name"] == "dlsweeps"
 
@@ -90,3 +90,22 @@ def test_dashboard_and_mlflow_bound_to_localhost_and_no_credentials():
     text = (ROOT / "cluster.yaml").read_text()
     assert not re.search(r"AKIA[0-9A-Z]{12,}|aws_secret_access_key|AWS_SECRET|ssh_private_key", text, re.I)
     assert "0.0.0.0" not in text
+
+
+def test_token_authentication_explicit_and_the_same_on_every_node():
+    """RAY_AUTH_MODE=token on every `ray start` (head and workers), one token file mounted on every node."""
+    starts = [c for key in ("head_start_ray_commands", "worker_start_ray_commands")
+              for c in CONFIG[key] if "ray start" in c]
+    assert any("--head" in c for c in starts) and any("--address=" in c for c in starts)
+    for command in starts:
+        assert re.search(r"(^|[;&\s])(export )?RAY_AUTH_MODE=token ray start ", command), command
+    assert "RAY_AUTH_MODE=disabled" not in (ROOT / "cluster.yaml").read_text()
+    # The token generated on the user's machine (`ray get-auth-token --generate`), at Ray's default path.
+    assert CONFIG["file_mounts"].get("~/.ray/auth_token") == "~/.ray/auth_token"
+    # Shells on the nodes (job drivers, `ray status` after `ray attach`) use the same mode.
+    assert any("export RAY_AUTH_MODE=token" in c for c in CONFIG["setup_commands"])
+    # The token itself is never in the repository.
+    text = (ROOT / "cluster.yaml").read_text()
+    assert not re.search(r"RAY_AUTH_TOKEN=\S", text)
+    tracked = __import__("subprocess").run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert "auth_token" not in tracked
