@@ -27,3 +27,15 @@ def run_script(args: list[str], cwd: Path, env: dict | None = None, timeout: flo
     full_env.update(env or {})
     return subprocess.run([sys.executable, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def latest_sweep(results: Path, study: str):
+    """The MLflow client of `results/mlflow.db`, the latest sweep of `study` in it (its parent run) and the runs
+    of that sweep's trials: what a study's end-to-end test reads back after `main(...)`."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{Path(results) / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(study).experiment_id
+    parent = client.search_runs([experiment], "tags.`sweep.parent` = '1'")[0]  # newest first
+    children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    return client, parent, children

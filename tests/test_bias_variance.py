@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
 
 from trainables.bias_variance import (BiasVarianceConfig, decomposition, fit_polynomial, fit_ridge, make_data,
                                       predict_polynomial, predict_ridge, scaled, target, train_bias_variance)
@@ -91,7 +90,7 @@ def test_bad_config_values_are_one_line_errors(bad, message):
 
 @pytest.mark.slow
 def test_smoke_sweep_end_to_end_and_figures_from_mlflow(tmp_path, clean_env, monkeypatch):
-    from conftest import run_script
+    from conftest import latest_sweep, run_script
     from sweeps import bias_variance
     from sweeps.runner import main
 
@@ -99,10 +98,7 @@ def test_smoke_sweep_end_to_end_and_figures_from_mlflow(tmp_path, clean_env, mon
     results = tmp_path / "res"
     assert main(bias_variance.STUDY, ["--preset", "smoke", "--results-dir", str(results)]) == 0
 
-    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("bias_variance")
-    parent = client.search_runs([experiment.experiment_id], "tags.`sweep.parent` = '1'")[0]
-    children = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    client, parent, children = latest_sweep(results, "bias_variance")
     assert sorted(int(c.data.params["degree"]) for c in children) == [1, 3, 10]
     for child in children:
         assert child.data.tags["trial_status"] == "finished"

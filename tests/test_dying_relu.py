@@ -6,7 +6,6 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-from mlflow.tracking import MlflowClient
 
 from trainables.config import ConfigError, from_dict
 from trainables.dying_relu import (DyingReluConfig, born_dead, collapsed, grid_outputs, make_data, train_dying_relu)
@@ -74,7 +73,7 @@ def test_trial_without_ray_reports_and_records_every_simulation():
 
 @pytest.mark.slow
 def test_smoke_sweep_end_to_end_and_figures_from_mlflow(tmp_path, clean_env, monkeypatch):
-    from conftest import run_script
+    from conftest import latest_sweep, run_script
     from sweeps import dying_relu
     from sweeps.runner import main
 
@@ -82,10 +81,7 @@ def test_smoke_sweep_end_to_end_and_figures_from_mlflow(tmp_path, clean_env, mon
     results = tmp_path / "res"
     assert main(dying_relu.STUDY, ["--preset", "smoke", "--results-dir", str(results)]) == 0
 
-    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("dying_relu")
-    parent = client.search_runs([experiment.experiment_id], "tags.`sweep.parent` = '1'")[0]
-    children = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    client, parent, children = latest_sweep(results, "dying_relu")
     assert sorted(c.data.params["activation"] for c in children) == ["leaky_relu", "relu"]
     for child in children:
         assert child.data.params["simulations"] == "50" and child.data.tags["trial_status"] == "finished"

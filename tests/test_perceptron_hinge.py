@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
 
 from trainables.config import ConfigError, from_dict
 from trainables.perceptron_hinge import (PerceptronHingeConfig, disagreement, label, max_margin_angles,
@@ -78,7 +77,7 @@ def test_bad_config_values_are_one_line_errors(bad, message):
 
 @pytest.mark.slow
 def test_smoke_sweep_end_to_end_and_figures_from_mlflow(tmp_path, clean_env, monkeypatch):
-    from conftest import run_script
+    from conftest import latest_sweep, run_script
     from sweeps import perceptron_hinge
     from sweeps.runner import main
 
@@ -86,10 +85,7 @@ def test_smoke_sweep_end_to_end_and_figures_from_mlflow(tmp_path, clean_env, mon
     results = tmp_path / "res"
     assert main(perceptron_hinge.STUDY, ["--preset", "smoke", "--results-dir", str(results)]) == 0
 
-    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("perceptron_hinge")
-    parent = client.search_runs([experiment.experiment_id], "tags.`sweep.parent` = '1'")[0]
-    children = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    client, parent, children = latest_sweep(results, "perceptron_hinge")
     assert sorted(float(c.data.params["margin"]) for c in children) == [0.0, 1.0]
     for child in children:
         assert child.data.params["repetitions"] == "100" and child.data.tags["trial_status"] == "finished"

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from trainables.config import ConfigError, from_dict
@@ -214,7 +213,7 @@ def test_bad_config_values_are_one_line_errors(bad, message):
 
 @pytest.mark.slow
 def test_smoke_sweep_end_to_end_and_figures_from_mlflow(tmp_path, clean_env, monkeypatch):
-    from conftest import run_script
+    from conftest import latest_sweep, run_script
     from sweeps import roc_pr
     from sweeps.runner import main
 
@@ -222,10 +221,7 @@ def test_smoke_sweep_end_to_end_and_figures_from_mlflow(tmp_path, clean_env, mon
     results = tmp_path / "res"
     assert main(roc_pr.STUDY, ["--preset", "smoke", "--results-dir", str(results)]) == 0
 
-    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("roc_pr")
-    parent = client.search_runs([experiment.experiment_id], "tags.`sweep.parent` = '1'")[0]
-    children = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    client, parent, children = latest_sweep(results, "roc_pr")
     assert sorted(c.data.params["classifier"] for c in children) == ["adaboost", "logistic"]
     for child in children:
         assert child.data.tags["trial_status"] == "finished" and child.data.params["positive_class"] == "malignant"

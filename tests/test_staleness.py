@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
 
 from trainables.config import ConfigError, from_dict
 from trainables.session import LocalSession
@@ -118,7 +117,7 @@ def test_evenly_spaced_speeds_are_exact_fractions():
 
 @pytest.mark.slow
 def test_smoke_sweep_end_to_end_and_figures_from_mlflow(tmp_path, clean_env, monkeypatch):
-    from conftest import run_script
+    from conftest import latest_sweep, run_script
     from sweeps import staleness
     from sweeps.runner import main
 
@@ -126,10 +125,7 @@ def test_smoke_sweep_end_to_end_and_figures_from_mlflow(tmp_path, clean_env, mon
     results = tmp_path / "res"
     assert main(staleness.STUDY, ["--preset", "smoke", "--results-dir", str(results)]) == 0
 
-    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("staleness")
-    parent = client.search_runs([experiment.experiment_id], "tags.`sweep.parent` = '1'")[0]
-    children = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    client, parent, children = latest_sweep(results, "staleness")
     assert sorted(float(c.data.params["ratio"]) for c in children) == [1.0, 2.5, 4.0]
     for child in children:
         assert child.data.tags["trial_status"] == "finished" and child.data.params["horizon"] == "20.0"
