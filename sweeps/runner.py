@@ -430,7 +430,8 @@ def _searcher(search: str, seed: int, plan: Plan):
 
 
 def _configure_tune(scheduler: str) -> None:
-    """Keep Tune's concise status table; drop what MLflow already records or what is noise at this scale."""
+    """Keep Tune's concise status table; drop what MLflow already records or what is noise at this scale; ride
+    out a storage outage."""
     # Each tune.report is a round trip to the driver (~5 ms), 15% of a 30 ms epoch. Without a scheduler that
     # acts on every result, let the trial actor hand over results in batches (up to 1 s or a checkpoint).
     # ASHA and optimus must see every result as it comes, to stop a trial at the epoch they judge it.
@@ -444,6 +445,8 @@ def _configure_tune(scheduler: str) -> None:
     from trainables import ray_internals
 
     ray_internals.quiet_trial_start_end()  # a config and a result box per trial would bury the status table
+    ray_internals.tolerate_failed_checkpoint_deletes()  # an S3 outage must not break Tune's checkpoint bookkeeping
+    ray_internals.shorten_storage_error_logs()  # ...nor bury the status table in tracebacks
 
 
 def main(study: Study, argv: Sequence[str] | None = None) -> int:

@@ -220,6 +220,59 @@ def test_worker_killed_and_tracking_server_restarted_mid_sweep(servers, tmp_path
     assert failed[0].last_result["iterations_since_restore"] <= epochs - 10
 
 
+def test_s3_outage_mid_sweep_checkpoints_wait_and_the_sweep_finishes(servers, tmp_path, monkeypatch):
+    """The S3 server stopped for ~20 s while trials checkpoint to it, then started again.
+
+    Checkpoint uploads wait for S3 and are made again (trainables/storage_outage.py), so no trial fails;
+    the driver rides out its failed experiment-state snapshots and old-checkpoint deletions. MLflow ends
+    with one complete run per trial, and each trial's checkpoints are numbered without a gap (a failed
+    upload must not advance Ray's checkpoint index, or a later restart would overwrite a kept checkpoint).
+    """
+    from ray.tune import ExperimentAnalysis
+
+    s3, tracking = servers
+    client = MlflowClient(tracking.uri)
+    epochs, every = 300, 5
+    before = _latest_parent(client)
+    proc = _start(["--preset", "smoke", "--set", f"epochs={epochs}", "--set", "n_points=20000", "--checkpoint-every",
+                   str(every), "--results-dir", "res", "--storage", "s3://sweeps/outage"], tmp_path, _env(s3, tracking))
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:  # wait until trials are training (and checkpointing)
+            parent_id = _latest_parent(client)
+            if parent_id != before and parent_id and _children(client, parent_id):
+                break
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            time.sleep(0.3)
+        s3.stop()
+        down = time.monotonic()
+        time.sleep(10)  # plus ~8 s for the server to start again
+        running_through_outage = proc.poll() is None
+        s3.start()
+        outage_s = time.monotonic() - down
+        out, err = _finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if s3.proc is None:
+            s3.start()
+    assert running_through_outage and outage_s >= 15
+    assert "the sweep's storage is unreachable" in err and "storage back after" in err  # the outage hit uploads
+    assert _parent_id(out) == parent_id
+    children = _children(client, parent_id)
+    assert len(children) == 3 and not _children(client, parent_id, deleted=True)
+    _assert_complete(client, children, epochs)
+
+    for key, value in s3.env.items():
+        monkeypatch.setenv(key, value)
+    analysis = ExperimentAnalysis(client.get_run(parent_id).data.tags["ray_experiment_path"])
+    assert len(analysis.trials) == 3
+    for trial in analysis.trials:
+        assert trial.run_metadata.num_failures == 0  # waited out, not failed and retried
+        assert trial.checkpoint.path.endswith(f"checkpoint_{epochs // every - 1:06d}")  # no index skipped
+        assert trial.checkpoint.filesystem.get_file_info(f"{trial.checkpoint.path}/state.pt").size > 1000
+
+
 BAD_STORAGE = [
     ("s3://no-such-bucket/x", {}, "bucket 'no-such-bucket' at http://127.0.0.1:"),
     ("s3://sweeps/x", {"AWS_ENDPOINT_URL": "http://127.0.0.1:1"}, "cannot reach S3 at http://127.0.0.1:1"),

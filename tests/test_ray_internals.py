@@ -177,6 +177,116 @@ def test_trial_storage_reads_the_tune_sessions_storage(tmp_path, monkeypatch):
         ray_internals.trial_storage()
 
 
+# --- riding out a storage outage -------------------------------------------------------------------
+
+@pytest.mark.parametrize("version", ["tune", "train_v2"])
+def test_storage_probe_runs_rays_own_upload_check(version, tmp_path, monkeypatch):
+    """The probe passes on a working storage and fails, as an outage, once the marker Ray checks is gone."""
+    if version == "tune":
+        from ray.train._internal import session as train_session
+        from ray.train._internal.storage import StorageContext
+
+        storage = StorageContext(storage_path=str(tmp_path), experiment_dir_name="exp", trial_dir_name="trial_0")
+        monkeypatch.setattr(train_session, "_session", SimpleNamespace(storage=storage))
+        probe = ray_internals.storage_probe()  # the Tune trial's
+        upload = inspect.getsource(type(storage).persist_current_checkpoint)
+    else:
+        from ray.train.v2._internal.execution.storage import StorageContext
+
+        storage = StorageContext(storage_path=str(tmp_path), experiment_dir_name="exp")
+        probe = ray_internals.storage_probe(storage)  # a Train worker's, from ray.train.get_context().get_storage()
+        upload = inspect.getsource(type(storage).persist_current_checkpoint)
+    assert "self._check_validation_file()" in upload, "Ray's upload no longer starts with the check the probe runs"
+    probe()
+    markers = list((tmp_path / "exp").glob(".validate_storage_marker"))
+    assert len(markers) == 1
+    markers[0].unlink()
+    with pytest.raises(RuntimeError) as error:
+        probe()
+    assert ray_internals.is_storage_outage(error.value), error.value
+
+
+def test_a_failed_checkpoint_report_leaves_rays_counters_as_they_were(tmp_path, monkeypatch):
+    """Ray advances the iteration and checkpoint index before uploading; a failed upload must not (a gap would
+    put the trial's index ahead of the driver's copy, which a restarted trial starts from)."""
+    from ray.train._internal import session as train_session
+    from ray.train._internal.session import _TrainSession
+
+    report = inspect.getsource(_TrainSession.report)
+    assert report.index("self._auto_fill_metrics(") < report.index("persist_current_checkpoint(")
+    assert report.index("_update_checkpoint_index(") < report.index("persist_current_checkpoint(")
+    assert "self.iteration += 1" in inspect.getsource(_TrainSession._auto_fill_metrics)
+
+    storage = SimpleNamespace(current_checkpoint_index=6)
+    session = SimpleNamespace(iteration=35, storage=storage)
+    monkeypatch.setattr(train_session, "_session", session)
+    attempts = []
+
+    def tune_report():  # what Ray's report does to the counters, then the upload
+        session.iteration += 1
+        storage.current_checkpoint_index += 1
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise OSError("AWS Error NETWORK_CONNECTION")
+        return "reported"
+
+    report_again = ray_internals.repeatable_checkpoint_report(tune_report)
+    for _ in range(2):
+        with pytest.raises(OSError):
+            report_again()
+        assert (session.iteration, storage.current_checkpoint_index) == (35, 6)
+    assert report_again() == "reported" and (session.iteration, storage.current_checkpoint_index) == (36, 7)
+
+
+def test_an_old_checkpoint_that_cannot_be_deleted_stays_with_a_warning(caplog):
+    """Ray 2.60's own delete raises when S3 is unreachable (its existence check is outside its try); ours warns."""
+    import pyarrow.fs
+    from ray.train._internal import checkpoint_manager
+    from ray.train._internal import storage as train_storage
+
+    unreachable = pyarrow.fs.S3FileSystem(endpoint_override="http://127.0.0.1:1", access_key="k", secret_key="s",
+                                          region="us-east-1", retry_strategy=pyarrow.fs.AwsStandardS3RetryStrategy(1))
+    with pytest.raises(OSError):
+        train_storage._delete_fs_path(fs=unreachable, fs_path="sweeps/exp/trial/checkpoint_000001")
+    assert "_delete_fs_path(fs=checkpoint.filesystem" in inspect.getsource(checkpoint_manager)
+    original = checkpoint_manager._delete_fs_path
+    try:
+        ray_internals.tolerate_failed_checkpoint_deletes()
+        ray_internals.tolerate_failed_checkpoint_deletes()  # twice: wrapped once
+        assert checkpoint_manager._delete_fs_path is not original
+        with caplog.at_level(logging.WARNING):
+            checkpoint_manager._delete_fs_path(fs=unreachable, fs_path="sweeps/exp/trial/checkpoint_000001")
+        assert "could not delete the old checkpoint sweeps/exp/trial/checkpoint_000001 (" in caplog.text
+    finally:
+        checkpoint_manager._delete_fs_path = original
+
+
+def test_storage_errors_are_logged_in_one_line(caplog):
+    from ray.train._internal import syncer
+    from ray.tune.execution import experiment_state
+
+    assert f'f"{ray_internals.SYNC_FAILURE} with the following error:' in inspect.getsource(syncer)
+    assert "failed with exception: " in inspect.getsource(experiment_state) and "exc_info=True" in \
+        inspect.getsource(experiment_state)
+    for name in ray_internals.STORAGE_LOGGERS:
+        assert _module(name).logger.name == name
+    ray_internals.shorten_storage_error_logs()
+    try:
+        raise OSError("When testing for existence of bucket 'sweeps': AWS Error NETWORK_CONNECTION\nmore")
+    except OSError:
+        with caplog.at_level(logging.WARNING):
+            logging.getLogger("ray.tune.execution.experiment_state").error(
+                "Saving experiment state to storage at 'x' failed with exception: ", exc_info=True)
+            logging.getLogger("ray.train._internal.syncer").warning(
+                f"{ray_internals.SYNC_FAILURE} with the following error:\nTraceback (most recent call last):\n"
+                f"  File ...\nOSError: bucket gone\n")
+    first, second = caplog.records[-2:]
+    assert first.getMessage() == ("Saving experiment state to storage at 'x' failed with exception: When testing for "
+                                  "existence of bucket 'sweeps': AWS Error NETWORK_CONNECTION") and not first.exc_info
+    assert second.getMessage() == "saving the experiment state to storage failed (OSError: bucket gone); Tune tries again"
+    assert "Traceback" not in caplog.text
+
+
 # --- environment variables -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("name,reader", sorted(ray_internals.ENV_VARS.items()))

@@ -41,9 +41,11 @@ from typing import Any, Callable
 import torch
 import torch.distributed
 
+from trainables import ray_internals
 from trainables.artifacts import ARTIFACTS_KEY, encode_all
 from trainables.config import ConfigError
 from trainables.session import STATE_FILE, _checkpoint_due, is_diverged
+from trainables.storage_outage import say_back, wait_for_storage
 
 DRIVER_CPU = 0.01  # CPUs of the Tune trial that only waits on its TorchTrainer (0 is rejected by Tune)
 BACKENDS = ("auto", "gloo", "nccl")
@@ -249,9 +251,14 @@ class DDPSession:
             metrics["ddp/replicas_identical"] = float(self.distributed.replicas_identical(state_fn()["model"]))
         due = state_fn is not None and not diverged and _checkpoint_due(epoch, self.epochs, self.checkpoint_every)
         if due and self.distributed.rank == 0:
+            # S3 down: wait for it before uploading (the other ranks wait in their report). A report is a
+            # collective, so unlike a plain trial's it cannot be made again after a failed upload.
+            probe = ray_internals.storage_probe(ray.train.get_context().get_storage())
+            down_since = wait_for_storage(probe, f"DDP trial, rank 0, epoch {epoch}")
             with tempfile.TemporaryDirectory() as folder:
                 torch.save(state_fn(), os.path.join(folder, STATE_FILE))
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+            say_back(f"DDP trial, rank 0, epoch {epoch}", down_since)
         else:
             ray.train.report(metrics)  # a collective: every rank reports every epoch
         _maybe_fail(epoch, self.distributed.rank)
@@ -276,8 +283,6 @@ def _maybe_fail(epoch: int, rank: int) -> None:
 
 def _quiet_train_reports() -> None:
     """Tune's table shows the metrics that Ray Train's workers would log at every report."""
-    from trainables import ray_internals
-
     ray_internals.quiet_train_report_logs()
 
 
@@ -317,8 +322,6 @@ def ddp_trainable(trial_fn: Callable, epochs_key: str | None, settings: DDPSetti
         from ray import tune
         from ray.train.torch import TorchConfig, TorchTrainer
         from ray.tune.integration.ray_train import TuneReportCallback
-
-        from trainables import ray_internals
 
         s = settings.for_trial(overrides, config)
         epochs = int(config[epochs_key]) if epochs_key else 1  # None: a one-shot trial

@@ -6,7 +6,7 @@ each entry below against the installed Ray and fails on any other Ray version: a
 re-check every entry of this file, then bump `RAY_VERSION`.
 
 At run time a cosmetic entry (log noise, console output) that no longer fits warns and does nothing:
-a renamed logger must not stop a sweep. An entry the code needs (`trial_storage`) raises.
+a renamed logger must not stop a sweep. An entry the code needs (`trial_storage`, `storage_probe`) raises.
 
     from trainables import ray_internals
     ray_internals.hide_token_auth_notice()   # etc.; import Ray lazily, as each function does
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from typing import Callable
 
 RAY_VERSION = "2.60.0"
 
@@ -95,17 +96,139 @@ def quiet_checkpoint_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def trial_storage() -> tuple[str, object]:
-    """(path, pyarrow filesystem) of the running Tune trial's folder, local or on S3."""
-    # A DDP trial's Train run is stored there, to resume with it; no public API gives that path on S3.
+def _tune_session(caller: str):
+    """The running Tune trial's session (Ray's private Train session, which holds its StorageContext)."""
     from ray.train._internal.session import get_session
 
     session = get_session()
     if session is None:
-        raise RuntimeError("trial_storage() called outside a Ray Tune trial (no Train session)")
+        raise RuntimeError(f"{caller}() called outside a Ray Tune trial (no Train session)")
+    return session
+
+
+def _tune_storage(caller: str):
     try:
-        return session.storage.trial_fs_path, session.storage.storage_filesystem
+        return _tune_session(caller).storage
     except AttributeError as e:
-        raise RuntimeError(f"Ray {_installed_version()}'s Tune session has no storage.trial_fs_path or "
-                           f"storage_filesystem ({e}); trainables/ray_internals.py is pinned to Ray "
-                           f"{RAY_VERSION}: re-check trial_storage()") from e
+        raise _pinned(caller, e) from e
+
+
+def _pinned(caller: str, error: AttributeError) -> RuntimeError:
+    return RuntimeError(f"Ray {_installed_version()}'s storage context lacks what {caller}() uses ({error}); "
+                        f"trainables/ray_internals.py is pinned to Ray {RAY_VERSION}: re-check {caller}()")
+
+
+def trial_storage() -> tuple[str, object]:
+    """(path, pyarrow filesystem) of the running Tune trial's folder, local or on S3."""
+    # A DDP trial's Train run is stored there, to resume with it; no public API gives that path on S3.
+    storage = _tune_storage("trial_storage")
+    try:
+        return storage.trial_fs_path, storage.storage_filesystem
+    except AttributeError as e:
+        raise _pinned("trial_storage", e) from e
+
+
+# How Ray's storage check (`_check_validation_file`, the first step of every checkpoint upload) fails when
+# the storage answers but does not show the experiment's marker file (e.g. S3 just restarted).
+STORAGE_CHECK_FAILURE = "Unable to set up cluster storage"
+
+
+def storage_probe(storage=None) -> Callable[[], None]:
+    """A probe of the sweep's storage that raises while a checkpoint upload would fail on it.
+
+    It runs the check Ray starts every checkpoint upload with: the experiment's marker file is there
+    (OSError while S3 is unreachable, RuntimeError while it answers without the marker). `storage`: a
+    StorageContext (a Train worker's `ray.train.get_context().get_storage()`); default: the Tune trial's.
+    """
+    storage = storage if storage is not None else _tune_storage("storage_probe")
+    try:
+        return storage._check_validation_file
+    except AttributeError as e:
+        raise _pinned("storage_probe", e) from e
+
+
+def is_storage_outage(error: BaseException) -> bool:
+    """True for the errors a checkpoint upload raises while the storage is unreachable."""
+    return isinstance(error, OSError) or (isinstance(error, RuntimeError)
+                                          and str(error).startswith(STORAGE_CHECK_FAILURE))
+
+
+def repeatable_checkpoint_report(report: Callable[[], object]) -> Callable[[], object]:
+    """`report` (a Tune trial's `tune.report` with a checkpoint) made safe to call again after it raised.
+
+    Ray 2.60 advances the trial session's iteration and checkpoint index before it uploads the checkpoint,
+    so every failed upload would skip one of each. The index must stay in step with the driver's copy,
+    which counts registered checkpoints and is what a restarted trial starts from: one ahead, a restarted
+    trial would write its next checkpoint into the folder of a kept one, which Tune then deletes.
+    """
+    session = _tune_session("repeatable_checkpoint_report")
+
+    def attempt() -> object:
+        try:
+            iteration, index = session.iteration, session.storage.current_checkpoint_index
+        except AttributeError as e:
+            raise _pinned("repeatable_checkpoint_report", e) from e
+        try:
+            return report()
+        except BaseException:
+            session.iteration, session.storage.current_checkpoint_index = iteration, index
+            raise
+
+    return attempt
+
+
+def tolerate_failed_checkpoint_deletes() -> None:
+    """On the driver: a checkpoint Tune cannot delete while the storage is down stays there, with a warning.
+
+    Ray 2.60's `_delete_fs_path` catches a failed delete but not the existence check before it, so with S3
+    unreachable, deleting a trial's oldest checkpoint (`num_to_keep`) raises inside Tune's checkpoint
+    handling, which then skips advancing its copy of the trial's checkpoint index (see
+    `repeatable_checkpoint_report` for why that index matters).
+    """
+    try:
+        from ray.train._internal import checkpoint_manager
+        from ray.train._internal import storage as train_storage
+    except ImportError:
+        _outdated("ray.train._internal.checkpoint_manager/storage")
+        return
+    if getattr(getattr(checkpoint_manager, "_delete_fs_path", None), "tolerant", False):
+        return
+    if not hasattr(train_storage, "_delete_fs_path") or not hasattr(checkpoint_manager, "_delete_fs_path"):
+        _outdated("ray.train._internal.checkpoint_manager._delete_fs_path")
+        return
+    delete = train_storage._delete_fs_path
+
+    def tolerant_delete(fs, fs_path: str) -> None:
+        try:
+            delete(fs=fs, fs_path=fs_path)
+        except Exception as e:  # noqa: BLE001  (storage unreachable: keep the sweep going)
+            logging.getLogger(__name__).warning("could not delete the old checkpoint %s (%s); it stays on the storage",
+                                                fs_path, str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
+
+    tolerant_delete.tolerant = True
+    checkpoint_manager._delete_fs_path = tolerant_delete
+
+
+STORAGE_LOGGERS = ("ray.train._internal.storage", "ray.train._internal.syncer", "ray.tune.execution.experiment_state")
+SYNC_FAILURE = "Last sync command failed"  # how Ray's syncer begins its warning (a traceback follows)
+
+
+def _storage_error_in_one_line(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    if message.startswith(SYNC_FAILURE):
+        last = message.strip().splitlines()[-1]
+        record.msg, record.args = f"saving the experiment state to storage failed ({last[:200]}); Tune tries again", ()
+    elif record.exc_info and isinstance(record.exc_info[1], OSError):
+        error = str(record.exc_info[1]).splitlines()
+        record.msg, record.args = f"{message.rstrip(': ')}: {error[0][:200] if error else 'OSError'}", ()
+        record.exc_info, record.exc_text = None, None
+    return True
+
+
+def shorten_storage_error_logs() -> None:
+    # While S3 is down, the driver's experiment-state snapshots fail every ~10 s, each logged with a 20-line
+    # traceback; one line each says as much.
+    for name in STORAGE_LOGGERS:
+        logger = logging.getLogger(name)
+        if _storage_error_in_one_line not in logger.filters:
+            logger.addFilter(_storage_error_in_one_line)

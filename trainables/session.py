@@ -29,9 +29,12 @@ from typing import Any, Callable
 
 import torch
 
+from trainables import ray_internals
 from trainables.artifacts import ARTIFACTS_KEY, encode_all
+from trainables.storage_outage import report_through_outage
 
 STATE_FILE = "state.pt"
+MAX_PENDING_CHECKPOINTS = 2  # checkpoints a trial's loop may run ahead of their upload before it waits
 # A report's metrics may carry {PARAMS_KEY: {name: str}}: values known only inside the trial (e.g. the device's
 # name, "GPU type"), which the driver's recorder logs as MLflow params of the trial's run (sweeps/recording.py).
 PARAMS_KEY = "run_params"
@@ -77,6 +80,10 @@ class TuneSession:
     Tune in order. When Tune stops the trial (ASHA), Ray ends the reporting
     thread with SystemExit; the loop sees it at its next report and returns, so
     a stopped trial trains at most one epoch more than it reports.
+
+    A checkpoint upload that finds the storage unreachable (S3 down) waits for it
+    and is made again (trainables/storage_outage.py); meanwhile the loop trains on
+    until MAX_PENDING_CHECKPOINTS checkpoints are queued, then waits as well.
     """
 
     def __init__(self, epochs: int, checkpoint_every: int):
@@ -86,6 +93,7 @@ class TuneSession:
         self.stopped = False
         self._error: BaseException | None = None
         self._queue: queue.Queue = queue.Queue()
+        self._checkpoint_slots = threading.Semaphore(MAX_PENDING_CHECKPOINTS)
         self._thread = threading.Thread(target=self._drain, name="tune-reporter", daemon=True)
         self._thread.start()
 
@@ -110,12 +118,23 @@ class TuneSession:
             metrics[ARTIFACTS_KEY] = encode_all(artifacts)  # the driver's recorder writes them to MLflow
         state = None
         if state_fn is not None and not diverged and _checkpoint_due(epoch, self.epochs, self.checkpoint_every):
+            if not self._wait_for_checkpoint_slot():
+                return False  # Tune stopped the trial meanwhile
             buffer = io.BytesIO()
             torch.save(state_fn(), buffer)
             state = buffer.getvalue()
         self._queue.put((metrics, state))
         self.report_s += time.perf_counter() - started
         return not diverged
+
+    def _wait_for_checkpoint_slot(self) -> bool:
+        """Block while MAX_PENDING_CHECKPOINTS checkpoints wait for the reporter (e.g. through a storage
+        outage): their bytes are held in memory. False if Tune stopped the trial meanwhile."""
+        while not self._checkpoint_slots.acquire(timeout=1.0):
+            if not self._thread.is_alive():
+                self._raise_reporter_error()
+                return False
+        return not self.stopped
 
     def close(self) -> None:
         """Wait until Tune has every report; call once when the trial's loop returns."""
@@ -135,7 +154,13 @@ class TuneSession:
                 with tempfile.TemporaryDirectory() as folder:
                     with open(os.path.join(folder, STATE_FILE), "wb") as f:
                         f.write(state)
-                    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+                    checkpoint = tune.Checkpoint.from_directory(folder)
+                    # an S3 outage: wait for it (the loop runs ahead by MAX_PENDING_CHECKPOINTS), then upload
+                    report = ray_internals.repeatable_checkpoint_report(
+                        lambda: tune.report(metrics, checkpoint=checkpoint))
+                    report_through_outage(report, ray_internals.storage_probe(),
+                                          f"trial {tune.get_context().get_trial_name()}")
+                self._checkpoint_slots.release()
                 _test_only_kill_after_checkpoint(metrics["epoch"])
             except SystemExit:  # Tune stopped the trial
                 self.stopped = True
