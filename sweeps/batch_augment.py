@@ -35,6 +35,7 @@ STUDY = Study(
     description=__doc__.split("\n")[0],
     config_cls=BatchAugmentConfig,
     trial_fn=train_batch_augment,
+    data_parallel=True,
     make_data=make_data,
     presets={
         "smoke": Preset("M in {1, 2}, tiny data, B = 16, 3 epochs (seconds; the tests' fake CIFAR-10)",

@@ -73,6 +73,7 @@ STUDY = Study(
     description=__doc__.split("\n")[0],
     config_cls=ClassifyConfig,
     trial_fn=train_classifier,
+    data_parallel=True,
     make_data=make_data,
     presets={
         "smoke": Preset("range test 32..128, 2 iterations each, micro-batches of 64 (seconds)",

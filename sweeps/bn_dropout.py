@@ -29,6 +29,7 @@ STUDY = Study(
     description=__doc__.split("\n")[0],
     config_cls=BNDropoutConfig,
     trial_fn=train_bn_dropout,
+    data_parallel=True,
     make_data=make_data,
     presets={
         "smoke": Preset("5 setups, at most 512/256 images, 5 epochs of batch 16, lr 2e-3 (seconds; tests: fake MNIST)",

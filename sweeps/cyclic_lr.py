@@ -27,6 +27,7 @@ STUDY = Study(
     description=__doc__.split("\n")[0],
     config_cls=ClassifyConfig,
     trial_fn=train_classifier,
+    data_parallel=True,
     make_data=make_data,
     presets={
         "smoke": Preset("constant vs exp_range, 3 epochs, batch 16 on tiny data (seconds)",

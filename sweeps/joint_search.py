@@ -30,6 +30,7 @@ STUDY = Study(
     description=__doc__.split("\n")[0],
     config_cls=ClassifyConfig,
     trial_fn=train_classifier,
+    data_parallel=True,
     make_data=make_data,
     presets={
         "smoke": Preset("4 trials, 3 epochs, batch 16 or 32 on tiny data (seconds)",

@@ -75,6 +75,7 @@ STUDY = Study(
     description=__doc__.split("\n")[0],
     config_cls=ClassifyConfig,
     trial_fn=train_classifier,
+    data_parallel=True,
     make_data=make_data,
     presets={
         "smoke": Preset("4 LRs, 2 epochs, batch 16 on whatever tiny data set data_dir holds (seconds)",

@@ -50,6 +50,7 @@ STUDY = Study(
     description=__doc__.split("\n")[0],
     config_cls=OptimizersConfig,
     trial_fn=train_optimizers,
+    data_parallel=True,
     make_data=make_data,
     presets={
         "smoke": Preset("5 methods x L2/dropout, MLP 64-64, 512 images, 2 epochs (seconds; the tests' fake data)",

@@ -76,6 +76,7 @@ STUDY = Study(
     description=__doc__.split("\n")[0],
     config_cls=OptimusConfig,
     trial_fn=train_optimus,
+    data_parallel=True,
     make_data=ic.make_data,
     presets={
         "smoke": Preset("6 depths, at most 256/128 images, 5 epochs of batch 32 at lr 0.02 (about a minute; "

@@ -104,7 +104,8 @@ def build_parser(study: Study) -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial, fractions allowed (default 0)")
     p.add_argument("--workers", type=int, default=None,
-                   help="run each trial as a Ray Train DDP job of N workers (default: one process per trial)")
+                   help="run each trial as a Ray Train DDP job of N workers (default: one process per trial; "
+                        "the image-classification studies)")
     p.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs per DDP worker (default 1)")
     p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per DDP worker (default 0)")
     p.add_argument("--ddp-backend", default="auto", choices=["auto", "gloo", "nccl"],
@@ -197,6 +198,9 @@ def resolve_plan(study: Study, args: argparse.Namespace) -> Plan:
     if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
         raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
     ddp = None
+    if args.workers is not None and not study.data_parallel:
+        raise UsageError(f"--workers: {study.name}'s trials do not train data-parallel (the image-classification "
+                         f"studies do); drop --workers")
     if args.workers is not None or study.ddp_overrides is not None:  # every trial a Ray Train DDP job
         from trainables.ddp import settings_from_args
 

@@ -36,6 +36,7 @@ STUDY = Study(
     description=__doc__.split("\n")[0],
     config_cls=ScalingConfig,
     trial_fn=train_scaling,
+    data_parallel=True,
     make_data=make_data,
     presets={
         # strong-1 doubles as weak-1 here (global batch = batch per worker), saving a ~20 s DDP start

@@ -90,6 +90,9 @@ class Study:
     # ddp_overrides(config) -> per-trial DDP settings (trainables.ddp.DDPSettings fields, e.g. {"workers": 4});
     # a study that sets it runs every trial as a Ray Train DDP job (the scaling study sweeps the worker count).
     ddp_overrides: Callable[[dict], dict] | None = None
+    # Its trial_fn trains data-parallel in a DDP worker (it reads `session.distributed`: the shared
+    # image-classification loop does), so `--workers N` applies; other studies refuse the flag.
+    data_parallel: bool = False
     # Time attributes ASHA may use besides the epoch (runner flag --asha-time NAME): name -> (result key of a
     # cumulative count the trial reports, units one epoch of a config adds). For studies whose trials do
     # different amounts of work per epoch (batch augmentation: M copies of every sample), e.g.

@@ -33,6 +33,7 @@ STUDY = Study(
     description=__doc__.split("\n")[0],
     config_cls=WeightInitConfig,
     trial_fn=train_weight_init,
+    data_parallel=True,
     make_data=make_data,
     presets={
         "smoke": Preset("12 configs x 2 seeds, at most 512/256 images, 2 epochs of batch 32, 256 stats images "

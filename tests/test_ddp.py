@@ -23,7 +23,7 @@ def _study(epochs: int) -> Study:
         presets={"smoke": Preset("one trial", config={"dataset": "fashion_mnist", "model": "lenet5",
                                                       "epochs": epochs, "batch_size": 16, "lr": 0.05})},
         metric="test/accuracy", mode="max", figures=lambda runs, out_dir: [], summary=lambda runs: "",
-        derived_params=derived_params, default_preset="smoke",
+        derived_params=derived_params, default_preset="smoke", data_parallel=True,
     )
 
 
@@ -91,9 +91,12 @@ def test_ddp_trial_killed_midway_resumes_from_its_checkpoint(tmp_path, clean_env
 def test_bad_ddp_flags_fail_before_anything_is_created(tmp_path, clean_env):
     from conftest import ROOT, run_script
 
-    script = str(ROOT / "sweeps" / "scaling.py")
-    for flags, message in ((["--workers", "0"], "--workers 0 must be at least 1"),
-                           (["--ddp-backend", "nccl"], "nccl needs GPUs")):
+    for study, flags, message in (
+            ("scaling", ["--workers", "0"], "--workers 0 must be at least 1"),
+            ("scaling", ["--ddp-backend", "nccl"], "nccl needs GPUs"),
+            ("lr_range", ["--workers", "1000"], "a trial of 1000 DDP workers (1 CPU, 0 GPU each) needs 1000 CPUs"),
+            ("transfer", ["--workers", "2"], "--workers: transfer's trials do not train data-parallel")):
+        script = str(ROOT / "sweeps" / f"{study}.py")
         proc = run_script([script, "--preset", "smoke", "--results-dir", "res", *flags], cwd=tmp_path, timeout=60)
         assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "res").exists()
@@ -183,3 +186,15 @@ def test_comm_hooks_on_gloo_keep_replicas_identical(tmp_path, hook):
     for result in results:
         assert result["params"] and result["state"], (hook, result)
         assert all(map(torch.isfinite, torch.tensor(result["losses"])))
+
+
+def test_the_studies_that_take_workers_are_those_the_readme_lists():
+    """Only studies whose trials train data-parallel (the image-classification loop) take --workers."""
+    from conftest import ROOT
+    from sweeps.registry import STUDIES, load_study
+
+    studies = [load_study(name) for name in STUDIES]
+    assert all(s.data_parallel for s in studies if s.ddp_overrides is not None)  # scaling: every trial a DDP job
+    flag_row = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `--workers N`"))
+    listed = flag_row.split("image-classification loop take it (")[1].split(")")[0].split(", ")
+    assert sorted(listed) == sorted(s.name for s in studies if s.data_parallel)

@@ -116,8 +116,8 @@ def test_seeds_become_one_population_trial_only_where_the_model_fuses():
     assert plan("depth_width", "--set", "seeds=3", "--population", "off").space["seed"] == [0, 1, 2]
     with pytest.raises(UsageError, match="--population on"):
         plan("cyclic_lr", "--set", "seeds=2", "--population", "on")  # MiniGoogLeNet does not fuse
-    ddp = plan("depth_width", "--set", "seeds=2", "--workers", "1")  # a DDP job keeps one trial per seed
-    assert ddp.space["seed"] == [0, 1]
+    ddp = plan("cyclic_lr", "--set", "seeds=2", "--set", "model=lenet5", "--gpus-per-trial", "0.5", "--workers", "1")
+    assert ddp.space["seed"] == [0, 1]  # a DDP job keeps one trial per seed
     with pytest.raises(ConfigError, match="population"):
         from_dict(ClassifyConfig, {"model": "resnet20", "dataset": "cifar10", "seeds": 2})
 
