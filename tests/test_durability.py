@@ -92,6 +92,18 @@ def _latest_parent(client: MlflowClient) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
+def _recording_sweep(client: MlflowClient, before: str | None, proc: subprocess.Popen, timeout: float = 240) -> str:
+    """The parent run of the sweep `proc` started (not `before`), once one of its trials records."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        parent_id = _latest_parent(client)
+        if parent_id != before and parent_id and _children(client, parent_id):
+            return parent_id
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.3)
+    raise AssertionError(f"no trial of the sweep recorded within {timeout} s")
+
+
 def test_s3_storage_and_tracking_server_end_to_end(servers, tmp_path):
     s3, tracking = servers
     env = _env(s3, tracking)
@@ -190,13 +202,7 @@ def test_worker_killed_and_tracking_server_restarted_mid_sweep(servers, tmp_path
                    "--checkpoint-every", "5", "--max-concurrent", "1", "--results-dir", "res",
                    "--storage", str(tmp_path / "ray")], tmp_path, env)
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:  # wait until a trial is recording
-            parent_id = _latest_parent(client)
-            if parent_id != before and parent_id and _children(client, parent_id):
-                break
-            assert proc.poll() is None, proc.communicate()[1][-3000:]
-            time.sleep(0.3)
+        parent_id = _recording_sweep(client, before, proc)
         tracking.stop()
         time.sleep(8)  # trials keep training (and finishing) meanwhile
         down_while_running = proc.poll() is None
@@ -237,13 +243,7 @@ def test_s3_outage_mid_sweep_checkpoints_wait_and_the_sweep_finishes(servers, tm
     proc = _start(["--preset", "smoke", "--set", f"epochs={epochs}", "--set", "n_points=20000", "--checkpoint-every",
                    str(every), "--results-dir", "res", "--storage", "s3://sweeps/outage"], tmp_path, _env(s3, tracking))
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:  # wait until trials are training (and checkpointing)
-            parent_id = _latest_parent(client)
-            if parent_id != before and parent_id and _children(client, parent_id):
-                break
-            assert proc.poll() is None, proc.communicate()[1][-3000:]
-            time.sleep(0.3)
+        parent_id = _recording_sweep(client, before, proc)  # trials are training (and checkpointing)
         s3.stop()
         down = time.monotonic()
         time.sleep(10)  # plus ~8 s for the server to start again
