@@ -6,7 +6,8 @@ each entry below against the installed Ray and fails on any other Ray version: a
 re-check every entry of this file, then bump `RAY_VERSION`.
 
 At run time a cosmetic entry (log noise, console output) that no longer fits warns and does nothing:
-a renamed logger must not stop a sweep. An entry the code needs (`trial_storage`, `storage_probe`) raises.
+a renamed logger must not stop a sweep. An entry the code needs (`trial_storage`, `storage_probe`,
+`repeatable_checkpoint_report`) raises.
 
     from trainables import ray_internals
     ray_internals.hide_token_auth_notice()   # etc.; import Ray lazily, as each function does
