@@ -238,7 +238,7 @@ def test_a_failed_checkpoint_report_leaves_rays_counters_as_they_were(tmp_path, 
     assert report_again() == "reported" and (session.iteration, storage.current_checkpoint_index) == (36, 7)
 
 
-def test_an_old_checkpoint_that_cannot_be_deleted_stays_with_a_warning(caplog):
+def test_an_old_checkpoint_that_cannot_be_deleted_stays_with_a_warning(caplog, monkeypatch):
     """Ray 2.60's own delete raises when S3 is unreachable (its existence check is outside its try); ours warns."""
     import pyarrow.fs
     from ray.train._internal import checkpoint_manager
@@ -249,16 +249,15 @@ def test_an_old_checkpoint_that_cannot_be_deleted_stays_with_a_warning(caplog):
     with pytest.raises(OSError):
         train_storage._delete_fs_path(fs=unreachable, fs_path="sweeps/exp/trial/checkpoint_000001")
     assert "_delete_fs_path(fs=checkpoint.filesystem" in inspect.getsource(checkpoint_manager)
-    original = checkpoint_manager._delete_fs_path
-    try:
-        ray_internals.tolerate_failed_checkpoint_deletes()
-        ray_internals.tolerate_failed_checkpoint_deletes()  # twice: wrapped once
-        assert checkpoint_manager._delete_fs_path is not original
-        with caplog.at_level(logging.WARNING):
-            checkpoint_manager._delete_fs_path(fs=unreachable, fs_path="sweeps/exp/trial/checkpoint_000001")
-        assert "could not delete the old checkpoint sweeps/exp/trial/checkpoint_000001 (" in caplog.text
-    finally:
-        checkpoint_manager._delete_fs_path = original
+    # Ray's own, as before any sweep in this process wrapped it (restored after the test)
+    monkeypatch.setattr(checkpoint_manager, "_delete_fs_path", train_storage._delete_fs_path)
+    ray_internals.tolerate_failed_checkpoint_deletes()
+    wrapped = checkpoint_manager._delete_fs_path
+    ray_internals.tolerate_failed_checkpoint_deletes()  # twice: wrapped once
+    assert wrapped is not train_storage._delete_fs_path and checkpoint_manager._delete_fs_path is wrapped
+    with caplog.at_level(logging.WARNING):
+        checkpoint_manager._delete_fs_path(fs=unreachable, fs_path="sweeps/exp/trial/checkpoint_000001")
+    assert "could not delete the old checkpoint sweeps/exp/trial/checkpoint_000001 (" in caplog.text
 
 
 def test_storage_errors_are_logged_in_one_line(caplog):
