@@ -187,7 +187,7 @@ def test_openml_data_read_offline_from_sklearns_cache_with_one_hot_and_bad_as_po
         make_data(RocPrConfig(dataset="openml:credit-g", data_dir=str(tmp_path), positive_label="ugly"))
 
 
-def test_openml_offline_without_cache_is_a_one_line_error_naming_the_fix(tmp_path, monkeypatch):
+def test_openml_offline_without_cache_is_a_one_line_error_naming_the_fix(tmp_path, monkeypatch, recwarn):
     for key in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):  # offline whatever the machine has
         monkeypatch.setenv(key, "http://127.0.0.1:9")
     monkeypatch.delenv("NO_PROXY", raising=False)
@@ -195,6 +195,7 @@ def test_openml_offline_without_cache_is_a_one_line_error_naming_the_fix(tmp_pat
     with pytest.raises(DatasetUnavailableError, match="not cached under .*--data-dir") as e:
         make_data(RocPrConfig(dataset="openml:credit-g", data_dir=str(tmp_path / "empty")))
     assert "\n" not in str(e.value)
+    assert not [w for w in recwarn if "network error" in str(w.message)]  # scikit-learn's per-retry warnings
 
 
 def test_breast_cancer_positive_class_is_malignant():

@@ -54,6 +54,7 @@ recall_gain, precision_gain, crossing), scores.csv (test label and score).
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,8 +110,10 @@ def _openml_frame(name: str, data_dir: str) -> tuple[pd.DataFrame, pd.Series]:
 
     home = resolve_data_dir(data_dir or None)
     try:
-        X, y = fetch_openml(name=name, data_home=str(home), as_frame=True, return_X_y=True, parser="pandas",
-                            n_retries=OPENML_RETRIES, delay=0.5)
+        with warnings.catch_warnings():  # its "network error ... Retrying" per retry: the error below says it
+            warnings.filterwarnings("ignore", message="A network error occurred", category=UserWarning)
+            X, y = fetch_openml(name=name, data_home=str(home), as_frame=True, return_X_y=True, parser="pandas",
+                                n_retries=OPENML_RETRIES, delay=0.5)
     except (URLError, TimeoutError, ConnectionError) as e:
         reason = getattr(e, "reason", e)
         raise DatasetUnavailableError(
