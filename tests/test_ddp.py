@@ -91,10 +91,12 @@ def test_ddp_trial_killed_midway_resumes_from_its_checkpoint(tmp_path, clean_env
 def test_bad_ddp_flags_fail_before_anything_is_created(tmp_path, clean_env):
     from conftest import ROOT, run_script
 
+    make_mnist(tmp_path / "data", "FashionMNIST")  # the data loads (before Ray starts), then the size check
+    data = ["--set", f"data_dir={tmp_path / 'data'}"]
     for study, flags, message in (
             ("scaling", ["--workers", "0"], "--workers 0 must be at least 1"),
             ("scaling", ["--ddp-backend", "nccl"], "nccl needs GPUs"),
-            ("lr_range", ["--workers", "1000"], "a trial of 1000 DDP workers (1 CPU, 0 GPU each) needs 1000 CPUs"),
+            ("lr_range", ["--workers", "1000", *data], "a trial of 1000 DDP workers (1 CPU, 0 GPU each) needs 1000 CPUs"),
             ("transfer", ["--workers", "2"], "--workers: transfer's trials do not train data-parallel")):
         script = str(ROOT / "sweeps" / f"{study}.py")
         proc = run_script([script, "--preset", "smoke", "--results-dir", "res", *flags], cwd=tmp_path, timeout=60)
