@@ -41,16 +41,8 @@ def wait_for_storage(probe: Callable[[], None], what: str, wait_s: float = WAIT_
         try:
             probe()
             return down_since
-        except BaseException as e:  # noqa: BLE001  (filtered just below)
-            if not ray_internals.is_storage_outage(e):
-                raise
-            now = time.monotonic()
-            if down_since is None:
-                down_since = now
-                _say_down(what, e, wait_s, retry_s)
-            if now - down_since >= wait_s:
-                raise
-            time.sleep(retry_s)
+        except BaseException as e:  # noqa: BLE001  (_wait_after raises all but an outage)
+            down_since = _wait_after(e, what, down_since, wait_s, retry_s)
 
 
 def say_back(what: str, down_since: float | None) -> None:
@@ -64,30 +56,34 @@ def report_through_outage(report: Callable[[], T], probe: Callable[[], None], wh
     """`report()`, made again after every storage outage it hits, once `probe()` passes.
 
     Only for reports that may be repeated after a failed upload: a Tune trial's (the failed attempt
-    queued no result; Ray's iteration and checkpoint counters just skip one). A Ray Train worker's report
-    is a collective across ranks: call `wait_for_storage` before it instead.
+    queued no result; `ray_internals.repeatable_checkpoint_report` puts Ray's counters back). A Ray Train
+    worker's report is a collective across ranks: call `wait_for_storage` before it instead.
     """
     down_since = None
     while True:
         try:
             result = report()
-        except BaseException as e:  # noqa: BLE001  (filtered just below)
-            if not ray_internals.is_storage_outage(e):
-                raise
-            if down_since is None:
-                down_since = time.monotonic()
-                _say_down(what, e, wait_s, retry_s)
-            elif time.monotonic() - down_since >= wait_s:
-                raise
-            time.sleep(retry_s)  # also when the probe passes but the upload fails
-            wait_for_storage(probe, what, wait_s, retry_s, down_since)
+        except BaseException as e:  # noqa: BLE001  (_wait_after raises all but an outage)
+            down_since = _wait_after(e, what, down_since, wait_s, retry_s)  # also when the probe passed
+            down_since = wait_for_storage(probe, what, wait_s, retry_s, down_since)
             continue
         say_back(what, down_since)
         return result
 
 
-def _say_down(what: str, error: BaseException, wait_s: float, retry_s: float) -> None:
-    lines = str(error).strip().splitlines()
-    reason = f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
-    print(f"{what}: the sweep's storage is unreachable ({reason}); the checkpoint waits for it, "
-          f"retried every {retry_s:g} s for up to {wait_s:g} s", file=sys.stderr, flush=True)
+def _wait_after(error: BaseException, what: str, down_since: float | None, wait_s: float, retry_s: float) -> float:
+    """One failed attempt: raise `error` unless it is a storage outage younger than `wait_s`; else say so
+    (once, when the outage begins), sleep `retry_s` and return when the outage began."""
+    if not ray_internals.is_storage_outage(error):
+        raise error
+    now = time.monotonic()
+    if down_since is None:
+        down_since = now
+        lines = str(error).strip().splitlines()
+        reason = f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
+        print(f"{what}: the sweep's storage is unreachable ({reason}); the checkpoint waits for it, "
+              f"retried every {retry_s:g} s for up to {wait_s:g} s", file=sys.stderr, flush=True)
+    if now - down_since >= wait_s:
+        raise error
+    time.sleep(retry_s)
+    return down_since
