@@ -104,6 +104,17 @@ def _recording_sweep(client: MlflowClient, before: str | None, proc: subprocess.
     raise AssertionError(f"no trial of the sweep recorded within {timeout} s")
 
 
+def _outage(server: S3Server | MlflowServer, seconds: float, proc: subprocess.Popen) -> tuple[bool, float]:
+    """Stop `server` for `seconds`, then start it again (the outage lasts the start-up too); returns whether
+    `proc` was still running when the server was started again, and how long the server was down."""
+    server.stop()
+    down = time.monotonic()
+    time.sleep(seconds)
+    running = proc.poll() is None
+    server.start()
+    return running, time.monotonic() - down
+
+
 def test_s3_storage_and_tracking_server_end_to_end(servers, tmp_path):
     s3, tracking = servers
     env = _env(s3, tracking)
@@ -203,10 +214,7 @@ def test_worker_killed_and_tracking_server_restarted_mid_sweep(servers, tmp_path
                    "--storage", str(tmp_path / "ray")], tmp_path, env)
     try:
         parent_id = _recording_sweep(client, before, proc)
-        tracking.stop()
-        time.sleep(8)  # trials keep training (and finishing) meanwhile
-        down_while_running = proc.poll() is None
-        tracking.start()
+        down_while_running, _ = _outage(tracking, 8, proc)  # trials keep training (and finishing) meanwhile
         out, err = _finish(proc)
     finally:
         if proc.poll() is None:
@@ -244,12 +252,7 @@ def test_s3_outage_mid_sweep_checkpoints_wait_and_the_sweep_finishes(servers, tm
                    str(every), "--results-dir", "res", "--storage", "s3://sweeps/outage"], tmp_path, _env(s3, tracking))
     try:
         parent_id = _recording_sweep(client, before, proc)  # trials are training (and checkpointing)
-        s3.stop()
-        down = time.monotonic()
-        time.sleep(10)  # plus ~8 s for the server to start again
-        running_through_outage = proc.poll() is None
-        s3.start()
-        outage_s = time.monotonic() - down
+        running_through_outage, outage_s = _outage(s3, 10, proc)  # plus ~8 s for the server to start again
         out, err = _finish(proc)
     finally:
         if proc.poll() is None:
