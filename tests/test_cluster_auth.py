@@ -118,6 +118,11 @@ def _run(args: list[str], env: dict[str, str], timeout: float = 60, **kw) -> sub
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout, **kw)
 
 
+def _start_node(command: str, env: dict[str, str]) -> None:
+    r = _run(["bash", "-c", command], env, timeout=100)
+    assert r.returncode == 0, f"{command}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+
+
 CONNECT = ("import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
            "print('alive', sum(n['Alive'] for n in ray.nodes()))")
 
@@ -148,15 +153,12 @@ def test_cluster_yaml_start_commands_join_with_the_token_and_refuse_without(tmp_
         ports = _ports()
         head = _adapt(_start_command("head_start_ray_commands"), ports, temp_dirs[0], cpus=0)  # head: no trials
         assert "RAY_AUTH_MODE=token ray start --head" in head
-        for node in ("head", "worker"):
-            if node == "worker":  # its ports picked once the head has taken its own
-                command = _adapt(_start_command("worker_start_ray_commands"), _ports() | {"gcs": ports["gcs"]},
-                                 temp_dirs[1], cpus=2)
-                assert "RAY_AUTH_MODE=token ray start --address" in command
-            else:
-                command = head
-            r = _run(["bash", "-c", command], node_env, timeout=100)
-            assert r.returncode == 0, f"{command}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+        _start_node(head, node_env)
+        # the worker's ports picked once the head has taken its own
+        worker = _adapt(_start_command("worker_start_ray_commands"), _ports() | {"gcs": ports["gcs"]}, temp_dirs[1],
+                        cpus=2)
+        assert "RAY_AUTH_MODE=token ray start --address" in worker
+        _start_node(worker, node_env)
 
         # The worker joined: a client with the token (RAY_AUTH_MODE=token, ~/.ray/auth_token) sees 2 nodes.
         gcs = f"127.0.0.1:{ports['gcs']}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -107,5 +108,5 @@ def test_token_authentication_explicit_and_the_same_on_every_node():
     # The token itself is never in the repository.
     text = (ROOT / "cluster.yaml").read_text()
     assert not re.search(r"RAY_AUTH_TOKEN=\S", text)
-    tracked = __import__("subprocess").run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout
     assert "auth_token" not in tracked
