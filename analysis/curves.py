@@ -1,4 +1,4 @@
-"""What the learning-rate and batch-size studies' analyses share (analysis/lr_range.py, cyclic_lr.py,
+"""What the learning-rate and batch-size studies' analyses share (analysis/studies/lr_range.py, cyclic_lr.py,
 batch_size.py, joint_search.py): the bound-picking rule, metric histories, the loss/accuracy-vs-epoch
 figure and the best accuracy of each trial.
 
@@ -28,7 +28,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from analysis.plotting import save_figure  # noqa: E402
 from analysis.records import RecordsError, find_sweep, load_sweep  # noqa: E402
-from trainables.schedules import CYCLIC  # noqa: E402
+from trainables.training.schedules import CYCLIC  # noqa: E402
 
 START_FRAC, PLATEAU_FRAC, MIN_DROP = 0.10, 0.05, 0.01
 POLICY_COLORS = {"constant": "tab:gray", "triangular": "tab:blue", "triangular2": "tab:green",

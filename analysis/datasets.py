@@ -6,7 +6,7 @@
 writes results/datasets/NAME/{dataset.png, splits.csv, classes.csv} and prints a few lines
 (classes, split sizes, images per class). A missing data set is a one-line error, exit code 2.
 
-The figure is drawn from `trainables.vision_data.dataset_summary`'s artifacts alone, the same ones
+The figure is drawn from `trainables.data.vision.dataset_summary`'s artifacts alone, the same ones
 a study logs on its parent run, so `artifacts_from_run` + `draw_summary` redraws it from the records.
 """
 
@@ -114,7 +114,7 @@ def artifacts_from_run(tracking_uri: str, run_id: str) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trainables.vision_data import DATASETS, DatasetUnavailableError, dataset_summary, load_vision_data
+    from trainables.data.vision import DATASETS, DatasetUnavailableError, dataset_summary, load_vision_data
 
     parser = argparse.ArgumentParser(prog="python -m analysis.datasets", description=__doc__.split("\n")[0])
     parser.add_argument("name", choices=sorted(DATASETS))

@@ -1,4 +1,4 @@
-"""Model statistics tables, figures and the command line (the counting is trainables/model_stats.py).
+"""Model statistics tables, figures and the command line (the counting is trainables/models/stats.py).
 
     python -m analysis.model_stats vgg19 --input 3x224x224 [--out results/model_stats]
     python -m analysis.model_stats tables --out results/model_stats     # AlexNet + VGG19 study tables
@@ -25,10 +25,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from trainables.model_stats import (CONV_TYPES, build_for_input, flop_counter_macs, layer_table,  # noqa: F401
+from trainables.models.stats import (CONV_TYPES, build_for_input, flop_counter_macs, layer_table,  # noqa: F401
                                     model_summary, totals)
-from trainables.models import MIN_INPUT_SIZE, build_model
-from trainables.paleo import DEVICES, Device, paleo_rows
+from trainables.models.registry import MIN_INPUT_SIZE, build_model
+from trainables.models.paleo import DEVICES, Device, paleo_rows
 
 
 def describe(model: nn.Module, table: pd.DataFrame, input_shape: tuple[int, ...]) -> pd.DataFrame:

@@ -5,8 +5,8 @@
 
 Base batch B = 64 distinct CIFAR-10-shaped images (random uint8: pixel values do not change the
 cost), each step trains on M*B augmented copies (4-px pad crop + flip + normalize + cutout 16):
-  - project: `trainables.classify.train_one_epoch` over one uint8 tensor on the device, index slices
-    of a randperm, `trainables.augment.batch_augment` on whole batches (the trial's own loop; on
+  - project: `trainables.training.classify.train_one_epoch` over one uint8 tensor on the device, index slices
+    of a randperm, `trainables.training.augment.batch_augment` on whole batches (the trial's own loop; on
     CUDA with bf16 autocast and channels_last, as the trial does by default);
   - DataLoader: torchvision transforms on PIL images in 2 worker processes, each sample returning
     its M augmented copies (a per-sample cutout), batches of B samples reshaped to M*B, copied
@@ -32,12 +32,12 @@ import torchvision.transforms as T
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from trainables.model_stats import model_summary
-from trainables.paleo import paleo_estimate, peak_flops
-from trainables.augment import batch_augment
-from trainables.classify import _autocast, train_one_epoch
-from trainables.models import build_model
-from trainables.vision_data import TensorSplit
+from trainables.models.stats import model_summary
+from trainables.models.paleo import paleo_estimate, peak_flops
+from trainables.training.augment import batch_augment
+from trainables.training.classify import _autocast, train_one_epoch
+from trainables.models.registry import build_model
+from trainables.data.vision import TensorSplit
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 B = 64

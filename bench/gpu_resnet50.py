@@ -5,7 +5,7 @@
 
 What the scaling study's paper preset trains per worker: torchvision ResNet-50 with a 1-channel stem
 and 10 classes on 28x28 FashionMNIST-shaped images (random uint8 pixels: values do not change the
-cost), SGD with momentum, through the trial's own loop (`trainables.classify.train_one_epoch`, data
+cost), SGD with momentum, through the trial's own loop (`trainables.training.classify.train_one_epoch`, data
 as one tensor on the device, index-sliced batches). Two variants in the same process:
   - baseline: fp32, contiguous (NCHW) tensors;
   - project default on CUDA: bf16 autocast (AMP) + channels_last.
@@ -27,12 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from trainables.model_stats import model_summary  # noqa: E402
-from trainables.paleo import achieved_flops  # noqa: E402
-from trainables.classify import train_one_epoch  # noqa: E402
-from trainables.image_classification import device_peak  # noqa: E402
-from trainables.models import build_model  # noqa: E402
-from trainables.vision_data import TensorSplit  # noqa: E402
+from trainables.models.stats import model_summary  # noqa: E402
+from trainables.models.paleo import achieved_flops  # noqa: E402
+from trainables.training.classify import train_one_epoch  # noqa: E402
+from trainables.image.trial import device_peak  # noqa: E402
+from trainables.models.registry import build_model  # noqa: E402
+from trainables.data.vision import TensorSplit  # noqa: E402
 
 SHAPE = (1, 28, 28)  # FashionMNIST
 

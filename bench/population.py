@@ -8,7 +8,7 @@ width 2 -> 1 output: `build_model("mlp", num_classes=1, in_features=1, widths=(2
 initialized under torch.manual_seed(p), regressing y = |x| with x uniform on [-sqrt(7), sqrt(7)] (3000
 points), minibatches of 64 in a per-network random order, plain SGD (lr 0.01), 200 steps each. Measured
 in this one process, on CPU:
-(a) fused: the 1000 networks as one `trainables.population` population (one batched matmul per layer);
+(a) fused: the 1000 networks as one `trainables.training.population` population (one batched matmul per layer);
 (b) loop: the same networks one after another in a Python loop (the first --loop-networks of them timed,
     extrapolated linearly to 1000); their final losses are checked against the population's;
 (c) Ray Tune: --tune-trials function trials of one network each (local `ray.init(num_cpus=2)`, 1 CPU and
@@ -50,8 +50,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from trainables.models import build_model  # noqa: E402
-from trainables.population import (PopulationOptimizer, build_population, data_generators,  # noqa: E402
+from trainables.models.registry import build_model  # noqa: E402
+from trainables.training.population import (PopulationOptimizer, build_population, data_generators,  # noqa: E402
                                    per_replica_mse, replica_batch, replica_permutations)
 
 
@@ -86,7 +86,7 @@ def build_network(cfg: BenchConfig) -> torch.nn.Module:
 # --- (b) and (c): one network ---------------------------------------------------------------------
 
 def make_run(seed: int, cfg: BenchConfig):
-    """A separate run's model, optimizer and data-order generator, as trainables/regression.py makes them."""
+    """A separate run's model, optimizer and data-order generator, as trainables/studies/depth_width.py makes them."""
     torch.manual_seed(seed)
     model = build_network(cfg)
     return model, torch.optim.SGD(model.parameters(), lr=cfg.lr), torch.Generator().manual_seed(seed)
@@ -192,7 +192,7 @@ def ray_tune(cfg: BenchConfig) -> tuple[float, float]:
     """tune_fit of cfg.tune_trials trials, after a warm-up fit of 2."""
     import ray
 
-    from trainables import ray_internals
+    from trainables.runtime import ray_internals as ray_internals
 
     ray_internals.hide_token_auth_notice()
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, configure_logging=True,

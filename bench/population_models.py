@@ -6,7 +6,7 @@
 
 For LeNet-5 (batch norm) and the optimizers study's MLP (784-1000-1000-10, dropout 0.2/0.5), P replicas
 (default 5: the five methods of a regularization setting) take `--steps` training steps of batch 128 with
-Adam, (a) as P separate models one after another in this process, (b) as one `trainables.population`
+Adam, (a) as P separate models one after another in this process, (b) as one `trainables.training.population`
 population (one batched matmul / grouped convolution per layer). Timed: the steps only, after 3 warm-up
 steps, synchronized on a GPU. The ratio separate / fused is what `--population auto` (sweeps/runner.py,
 `fuse_population`) acts on: fuse where it is > 1.
@@ -27,8 +27,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from trainables.models import build_model
-from trainables.population import build_population, per_replica_cross_entropy
+from trainables.models.registry import build_model
+from trainables.training.population import build_population, per_replica_cross_entropy
 
 MODELS = {
     "LeNet-5 (batch norm)": (lambda: build_model("lenet5", num_classes=10, in_channels=1, image_size=28,

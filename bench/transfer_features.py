@@ -4,7 +4,7 @@
     PYTHONPATH=. python bench/transfer_features.py --device cuda --arch resnet50 --image-size 224 --train 1020
     PYTHONPATH=. python bench/transfer_features.py --smoke              # seconds: a functional check
 
-Three runs of the real trial (`trainables.transfer.train_transfer`, in this process, one after another) on
+Three runs of the real trial (`trainables.studies.transfer.train_transfer`, in this process, one after another) on
 `--train` synthesized training images (Flowers102's 1,020 by default) and as many validation and test images,
 stored at `--load-size`, with a randomly initialized backbone (the timing does not depend on the weights):
 
@@ -26,10 +26,10 @@ import time
 import numpy as np
 import torch
 
-from trainables.pretrained import ARCHS
-from trainables.session import LocalSession
-from trainables.transfer import TransferData, train_transfer
-from trainables.vision_data import Split, VisionData
+from trainables.models.pretrained import ARCHS
+from trainables.runtime.session import LocalSession
+from trainables.studies.transfer import TransferData, train_transfer
+from trainables.data.vision import Split, VisionData
 
 
 def synthesized(n: int, size: int, classes: int, seed: int = 0) -> VisionData:

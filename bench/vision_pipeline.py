@@ -28,8 +28,8 @@ import torchvision.transforms as T
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from trainables.augment import batch_augment
-from trainables.models import build_model
+from trainables.training.augment import batch_augment
+from trainables.models.registry import build_model
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 BATCH = 128

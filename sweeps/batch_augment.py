@@ -24,11 +24,11 @@ at the first rungs than it ends, so ASHA may stop it unfairly. Neither is fair f
 the study's answer comes from full (fifo) runs.
 """
 
-from analysis import batch_augment as figures
+from analysis.studies import batch_augment as figures
 from sweeps.runner import main
 from sweeps.study import Preset, Study
 from trainables.batch_augmentation import BatchAugmentConfig, derived_params, train_batch_augment
-from trainables.image_classification import make_data, supports_population
+from trainables.image.trial import make_data, supports_population
 
 STUDY = Study(
     name="batch_augment",

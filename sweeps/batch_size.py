@@ -12,21 +12,21 @@ training loss vs batch size (log x) with b_min/b_max marked (same rule as the LR
 analysis.curves.pick_bounds), and its final test accuracy beside the latest cyclic_lr sweep's. b_min/b_max
 are stored as tags on the parent run (`batch_size_after`).
 Cyclic presets: the batch size cycles between b_min and b_max (read from the latest range test unless
-given, `fill_batch_bounds`) with an increasing trend (trainables.schedules.cyclic_batch_size), at a fixed
-lr_min. Figures (analysis/batch_size.py): loss and accuracy vs epoch, batch size vs epoch, and a table/figure
+given, `fill_batch_bounds`) with an increasing trend (trainables.training.schedules.cyclic_batch_size), at a fixed
+lr_min. Figures (analysis/studies/batch_size.py): loss and accuracy vs epoch, batch size vs epoch, and a table/figure
 of the best accuracy of the cyclical-batch and the cyclical-LR runs. The trial is the shared image trial
-(trainables/image_classification.py, `batch_policy`) with the LR/batch studies' recipe (sweeps/lr_range.py).
+(trainables/image/trial.py, `batch_policy`) with the LR/batch studies' recipe (sweeps/lr_range.py).
 """
 
 from mlflow.tracking import MlflowClient
 
-from analysis import batch_size as analysis
+from analysis.studies import batch_size as analysis
 from analysis.records import RecordsError
 from sweeps.lr_range import RECIPE, fill_lr_bounds
 from sweeps.runner import main
 from sweeps.study import Context, Preset, Study
 from trainables.config import ConfigError, from_dict
-from trainables.image_classification import (ClassifyConfig, derived_params, make_data, supports_population,
+from trainables.image.trial import (ClassifyConfig, derived_params, make_data, supports_population,
                                              train_classifier)
 
 

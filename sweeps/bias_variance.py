@@ -7,12 +7,12 @@
 
 Classic exercise (shared/REFERENCES.md): y = x + sin(1.5x) + N(0, 0.3), x uniform on [0, 10]. One data set
 of 20 points fitted by degrees 1, 3 and 10; then 100 data sets of 50 points split 80/20 (40 training points
-drawn afresh per set, ONE test set of 10 points drawn once and shared; trainables/bias_variance.py), degrees
+drawn afresh per set, ONE test set of 10 points drawn once and shared; trainables/studies/bias_variance.py), degrees
 1 to 15: squared bias, variance and test MSE per degree, on the fixed test set and over x ~ U[0, 10] (a
 dense grid: the population values, free of the ten test points' noise); and degree 10 with L2 (ridge on
 standardized polynomial features) against unregularized. One trial per degree, each fitting all 100 sets in
 one batched solve and reporting once; the ridge numbers at `ridge_alpha` come with every degree.
-Figures (analysis/bias_variance.py): the 20-point illustration, bias^2/variance/MSE vs degree with the best
+Figures (analysis/studies/bias_variance.py): the 20-point illustration, bias^2/variance/MSE vs degree with the best
 degree marked, ridge vs none at degree 10, and 20 of the fits per degree with their mean.
 
 Measured, quick preset (2-core CPU shared with other jobs; 49.5 s of sweep, 94 s wall with start-up; seed 0):
@@ -25,10 +25,10 @@ bias^2 0.074, variance 0.42, MSE 0.79 over x ~ U[0, 10] (unregularized 13.7); on
 vs 0.402. The 20-point illustration: training MSE 0.457 / 0.350 / 0.061 for degrees 1 / 3 / 10.
 """
 
-from analysis import bias_variance as figures
+from analysis.studies import bias_variance as figures
 from sweeps.runner import main
 from sweeps.study import Preset, Study
-from trainables.bias_variance import BiasVarianceConfig, no_shared_data, train_bias_variance
+from trainables.studies.bias_variance import BiasVarianceConfig, no_shared_data, train_bias_variance
 
 DEGREES = list(range(1, 16))
 

@@ -13,14 +13,14 @@ norm records its learned gammas and betas (every BN layer, the input's included)
 batchnorm.csv. At the end the sweep prints, from the numbers, whether batch norm on the input lowered
 the test error (bn_input vs bn) and whether batch norm and dropout add up (bn_dropout vs the better of
 bn and dropout vs baseline), each difference beside its spread over seeds, and LeNet-5's published
-0.95% test error (LeCun et al. 1998) beside our best. Figures: analysis/bn_dropout.py.
+0.95% test error (LeCun et al. 1998) beside our best. Figures: analysis/studies/bn_dropout.py.
 """
 
-from analysis import bn_dropout as figures
+from analysis.studies import bn_dropout as figures
 from sweeps.runner import main
 from sweeps.study import Preset, Study
 from trainables.bn_dropout import SETUPS, BNDropoutConfig, derived_params, train_bn_dropout
-from trainables.image_classification import make_data, supports_population
+from trainables.image.trial import make_data, supports_population
 
 ALL_SETUPS = {"setup": list(SETUPS)}
 

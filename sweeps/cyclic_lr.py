@@ -8,16 +8,16 @@ Batch 64, SGD momentum 0.9. The LR cycles between lr_min and lr_max (torch's Cyc
 iteration; half cycle `stepsize` epochs or iterations; exp_range multiplies the amplitude by
 gamma**iteration). lr_min/lr_max come from the latest LR range test in the MLflow store
 (sweeps/lr_range.py) unless given; with neither, exit 2. The constant baseline trains at lr_max (or lr_min
-with --set fixed_lr=min, or --set lr=...). Figures (analysis/cyclic_lr.py): training and validation loss and
+with --set fixed_lr=min, or --set lr=...). Figures (analysis/studies/cyclic_lr.py): training and validation loss and
 accuracy vs epoch, the learning rate vs iteration. The trial is the shared image trial
-(trainables/image_classification.py, `lr_policy`) with the LR/batch studies' recipe (sweeps/lr_range.py).
+(trainables/image/trial.py, `lr_policy`) with the LR/batch studies' recipe (sweeps/lr_range.py).
 """
 
-from analysis import cyclic_lr as analysis
+from analysis.studies import cyclic_lr as analysis
 from sweeps.lr_range import RECIPE, fill_lr_bounds
 from sweeps.runner import main
 from sweeps.study import Preset, Study
-from trainables.image_classification import (ClassifyConfig, derived_params, make_data, supports_population,
+from trainables.image.trial import (ClassifyConfig, derived_params, make_data, supports_population,
                                              train_classifier)
 
 BASE = {**RECIPE, "lr": 0.0}  # lr 0: the constant baseline trains at the range test's bound (fixed_lr, default max)

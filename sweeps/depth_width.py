@@ -14,11 +14,11 @@ cosine decay to 0 (both `--set`-able). Figures: test RMSE vs total hidden units 
 vs parameters, and training time vs parameters, one curve per depth.
 """
 
-from analysis import depth_width as figures
+from analysis.studies import depth_width as figures
 from sweeps.runner import main
 from sweeps.study import Preset, Study
-from trainables.eggholder import make_dataset
-from trainables.regression import (RegressionConfig, derived_params, enumerate_networks, representative_networks,
+from trainables.data.eggholder import make_dataset
+from trainables.studies.depth_width import (RegressionConfig, derived_params, enumerate_networks, representative_networks,
                                    train_regression)
 
 

@@ -8,7 +8,7 @@
 
 Lu, Shin, Su & Karniadakis 2019 ("Dying ReLU and Initialization"): a 10-layer ReLU net of width 2 trained
 on |x| collapses to a constant function (the target's mean) in over 90% of 1000 runs. Each configuration
-here is ONE population trial of `simulations` (1000) independent trainings (trainables/dying_relu.py:
+here is ONE population trial of `simulations` (1000) independent trainings (trainables/studies/dying_relu.py:
 fused networks, seeds 0..999, each with its own He initialization and data order), so `--set seeds` does
 not apply. Data: 3000 points uniform on [-sqrt(7), sqrt(7)], minibatch 64, Adam. A network counts as
 collapsed when the std of its output over a 1001-point grid is below 1e-3 of the target's; "born dead"
@@ -22,10 +22,10 @@ Measured, quick preset (2-core CPU shared with other jobs, load 6-7; 10 epochs, 
 (95% Wilson intervals over 1000 trainings). Lu et al. 2019: over 90% at depth 10, width 2 (ReLU).
 """
 
-from analysis import dying_relu as figures
+from analysis.studies import dying_relu as figures
 from sweeps.runner import main
 from sweeps.study import Preset, Study
-from trainables.dying_relu import DyingReluConfig, derived_params, make_data, train_dying_relu
+from trainables.studies.dying_relu import DyingReluConfig, derived_params, make_data, train_dying_relu
 
 STUDY = Study(
     name="dying_relu",

@@ -9,17 +9,17 @@ Space: lr log-uniform in [1e-4, 1], batch size in {32, 64, 128, 256}, weight dec
 preset's by default); ASHA stops weak trials at its rungs (epochs 1, 3, 9, ...). Figure: the best
 validation accuracy found vs trials and vs compute (training samples processed), for this sweep and the
 latest sweep of the other search algorithm (optuna <-> random) in the same MLflow store, so running both
-commands above gives the comparison (analysis/joint_search.py). The trial is the shared image trial
-(trainables/image_classification.py) with the LR/batch studies' recipe (sweeps/lr_range.py).
+commands above gives the comparison (analysis/studies/joint_search.py). The trial is the shared image trial
+(trainables/image/trial.py) with the LR/batch studies' recipe (sweeps/lr_range.py).
 """
 
 from ray import tune
 
-from analysis import joint_search as analysis
+from analysis.studies import joint_search as analysis
 from sweeps.lr_range import RECIPE
 from sweeps.runner import main
 from sweeps.study import Preset, Study
-from trainables.image_classification import (ClassifyConfig, derived_params, make_data, supports_population,
+from trainables.image.trial import (ClassifyConfig, derived_params, make_data, supports_population,
                                              train_classifier)
 
 SPACE = {"lr": tune.loguniform(1e-4, 1.0), "batch_size": [32, 64, 128, 256],

@@ -13,19 +13,19 @@ where the loss has fallen by 10% of its total drop, lr_max = first LR within 5% 
 loss. They are printed and stored as tags lr_min/lr_max on the parent MLflow run (`lr_range_after`), where
 sweeps/cyclic_lr.py and sweeps/batch_size.py read them (`fill_lr_bounds`).
 
-The trial is the shared image trial (trainables/image_classification.py) with `RECIPE`, the recipe of the
+The trial is the shared image trial (trainables/image/trial.py) with `RECIPE`, the recipe of the
 four LR/batch-size studies; the continuous test is its `lr_policy=range`.
 """
 
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from analysis import lr_range as analysis
+from analysis.studies import lr_range as analysis
 from analysis.records import RecordsError
 from sweeps.runner import main
 from sweeps.study import Context, Preset, Study
 from trainables.config import ConfigError, from_dict
-from trainables.image_classification import (ClassifyConfig, derived_params, make_data, supports_population,
+from trainables.image.trial import (ClassifyConfig, derived_params, make_data, supports_population,
                                              train_classifier)
 
 # The LR/batch-size studies' recipe (Smith's setting): FashionMNIST, MiniGoogLeNet, SGD momentum 0.9, no augmentation.

@@ -9,7 +9,7 @@ Question: how do the five adaptive methods converge on an MLP with two hidden la
 (batch 128), first with L2 regularization (weight decay `l2` = 1e-4), then with dropout (0.2 on the input,
 0.5 after each hidden layer)? Which reaches the lowest training loss, how much longer does training with
 dropout take, and which gives the best test accuracy? Each method runs at its own learning rate
-(`lr_<method>`, defaults and sources in trainables/optimizer_comparison.py); `--set lr_search=N` first
+(`lr_<method>`, defaults and sources in trainables/studies/optimizers.py); `--set lr_search=N` first
 tunes each one (Optuna TPE, N trials per method, `lr_search_epochs` epochs under both regularizations,
 scored on a validation split of the training set; in the driver process, before the sweep) and the
 sweep then uses the values found (recorded as the parent run's base.lr_<method> params).
@@ -22,11 +22,11 @@ dropout bars), final test accuracy per method (figure and CSV); references: Sriv
 MLP on MNIST: 1.25% test error) and Kingma & Ba 2015, Fig. 2 (Adam converges fastest with dropout).
 """
 
-from analysis import optimizers as figures
+from analysis.studies import optimizers as figures
 from sweeps.runner import main
 from sweeps.study import Context, Preset, Study
-from trainables.image_classification import make_data, supports_population
-from trainables.optimizer_comparison import (METHODS, REGULARIZATIONS, OptimizersConfig, derived_params,
+from trainables.image.trial import make_data, supports_population
+from trainables.studies.optimizers import (METHODS, REGULARIZATIONS, OptimizersConfig, derived_params,
                                              search_learning_rates, train_optimizers)
 from trainables.config import from_dict
 

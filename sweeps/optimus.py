@@ -7,13 +7,13 @@
     python -m analysis optimus                         # the same figures from the latest sweep's records
 
 Data collection: CIFAR ResNets of depth 18, 20, 32, 44 and 56 and the validation target, depth 50, all of
-one family (trainables/cifar_resnet.py: 16/32/64 channels, basic blocks, option A shortcuts; depth 18 is
+one family (trainables/models/cifar_resnet.py: 16/32/64 channels, basic blocks, option A shortcuts; depth 18 is
 blocks 3-3-2, depth 50 is 6n+2 with n = 8), CIFAR-10, batch 128, SGD momentum 0.9, lr 0.1 cosine-annealed
 after 2 epochs of linear warm-up, weight decay 1e-4, crop + flip. Every trial records its training loss per
 epoch and its device as the run param "GPU type" (torch.cuda.get_device_name, or "cpu"); sweeps run on
 different machines into one store are analysed together.
 
-The `fit` step (analysis/optimus.py) reads the latest data-collection sweep and every earlier one of the
+The `fit` step (analysis/studies/optimus.py) reads the latest data-collection sweep and every earlier one of the
 same preset (the latest run per model and device), fits Eq. 1 to each run, regresses the coefficients on
 depth and device, predicts depth 50, maps loss to accuracy, and applies the speed model Eq. 4
 (`speed_t`, `speed_batch`); its numbers and tables are recorded on its own parent run.
@@ -21,10 +21,10 @@ depth and device, predicts depth 50, maps loss to accuracy, and applies the spee
 
 from dataclasses import dataclass
 
-from analysis import optimus as figures
+from analysis.studies import optimus as figures
 from sweeps.runner import main
 from sweeps.study import Analysis, Context, Preset, Study
-from trainables import image_classification as ic
+from trainables.image import trial as ic
 from trainables.config import from_dict
 
 DEPTH_MODELS = ["cifar_resnet18", "resnet20", "resnet32", "resnet44", "resnet56", "cifar_resnet50"]
@@ -45,7 +45,7 @@ class OptimusConfig(ic.ClassifyConfig):
     # up on small data (loss 6-8 in epoch 1, then stuck at chance; quick preset on digits)
     warmup_epochs: int = 2
     epochs: int = 350
-    # --- the fit step (analysis/optimus.py, whose constants document them); trials ignore these
+    # --- the fit step (analysis/studies/optimus.py, whose constants document them); trials ignore these
     target_model: str = figures.TARGET_MODEL  # predicted from the other depths, compared with its real runs
     accuracy_goal: float = figures.ACCURACY_GOAL  # test accuracy whose epochs (and time, Eq. 4) are predicted
     speed_t: tuple[float, ...] = figures.SPEED_T  # Eq. 4's t0..t4 (s): the documented stand-in (REFERENCES.md)

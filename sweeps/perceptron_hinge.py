@@ -7,9 +7,9 @@
 Classic exercise (shared/REFERENCES.md): 20 training points uniform in the unit square, y = +1 where
 x1 > x2; 1000 test points drawn the same way. Loss max(0, a - y w.x), a = 0 (perceptron criterion) and
 a = 1 (hinge), no regularization, no bias; SGD from w = 0, lr 1, a fresh sample order per epoch, until zero
-training loss or 10000 epochs (trainables/perceptron_hinge.py). One trial per loss; each trains 1000
+training loss or 10000 epochs (trainables/studies/perceptron_hinge.py). One trial per loss; each trains 1000
 independent training sets at once and predicts on the one shared test set.
-Figures (analysis/perceptron_hinge.py): both lines on one training set, test-accuracy histograms,
+Figures (analysis/studies/perceptron_hinge.py): both lines on one training set, test-accuracy histograms,
 per-test-point disagreement across training sets, directions of w vs the max-margin direction.
 
 Measured, quick preset (2-core CPU shared with other jobs; 16.1 s of sweep, 43 s wall with start-up; seed 0,
@@ -19,10 +19,10 @@ disagree: 17.7% vs 13.8%); std of w's angle 3.16 vs 2.42 degrees; mean angle to 
 1.69 vs 0.12 degrees. Converged: perceptron 100% (mean 6.2 epochs), hinge 93% within 10000 epochs (mean 1165).
 """
 
-from analysis import perceptron_hinge as figures
+from analysis.studies import perceptron_hinge as figures
 from sweeps.runner import main
 from sweeps.study import Preset, Study
-from trainables.perceptron_hinge import PerceptronHingeConfig, no_shared_data, train_perceptron_hinge
+from trainables.studies.perceptron_hinge import PerceptronHingeConfig, no_shared_data, train_perceptron_hinge
 
 LOSSES = {"margin": [0.0, 1.0]}  # a = 0: perceptron criterion, a = 1: hinge
 

@@ -6,7 +6,7 @@ per-epoch metrics (every numeric key of a report but Tune's own bookkeeping)
 and writes them with `log_batch` (every `flush_rows` rows or `flush_seconds`,
 and when the trial ends), writes the files a trial's reports carry
 (trainables/artifacts.py) to its run's artifacts and the params they carry
-(trainables.session.PARAMS_KEY, e.g. the device name) to its run's params, then closes the run with a
+(trainables.runtime.session.PARAMS_KEY, e.g. the device name) to its run's params, then closes the run with a
 `trial_status` tag: finished, stopped (by the scheduler), diverged or error. A
 one-shot trial (`epochs_key=None`: it reports once) that completes is finished.
 
@@ -44,7 +44,7 @@ from ray import tune
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from trainables.artifacts import ARTIFACTS_KEY
-from trainables.session import PARAMS_KEY
+from trainables.runtime.session import PARAMS_KEY
 
 PARENT_TAG = "sweep.parent"  # "1" on parent runs
 TRIAL_TAG = "ray.trial_id"

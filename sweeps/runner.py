@@ -36,14 +36,14 @@ from typing import Any, NoReturn, Sequence
 from analysis.records import RecordsError
 from trainables.artifacts import encode_all
 from trainables.config import ConfigError, from_dict, parse_value, to_dict
-from trainables.pretrained import WeightsUnavailableError
-from trainables.vision_data import DatasetUnavailableError
+from trainables.models.pretrained import WeightsUnavailableError
+from trainables.data.vision import DatasetUnavailableError
 
 from sweeps.study import Analysis, Context, Study
 
 SEARCHES = ("grid", "optuna", "random")
 SCHEDULERS = ("fifo", "asha", "optimus")
-DEFAULT_STOP_MARGIN = 0.2  # --stop-margin (sweeps/stoppers.py): 0.05 lost the best config on depth_width quick
+DEFAULT_STOP_MARGIN = 0.2  # --stop-margin (analysis/schedulers.py): 0.05 lost the best config on depth_width quick
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -81,7 +81,7 @@ def build_parser(study: Study) -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=study.default_scheduler, choices=SCHEDULERS,
                    help=f"fifo: run every trial to the end; asha: ASHA early stopping on {study.metric} "
                         f"with the epoch as time; optimus: stop a trial once its fitted loss curve predicts a final "
-                        f"{study.metric} more than --stop-margin worse than the best so far (sweeps/stoppers.py) "
+                        f"{study.metric} more than --stop-margin worse than the best so far (analysis/schedulers.py) "
                         f"(default {study.default_scheduler})")
     p.add_argument("--stop-margin", type=float, default=None, metavar="FRACTION",
                    help="with --scheduler optimus: how much worse than the best so far (relative) a trial's "
@@ -145,7 +145,7 @@ class Plan:
     num_samples: int
     epochs: int
     grace_period: int
-    ddp: Any = None  # trainables.ddp.DDPSettings when every trial is a DDP job, else None
+    ddp: Any = None  # trainables.runtime.ddp.DDPSettings when every trial is a DDP job, else None
     points: tuple[dict[str, Any], ...] = ()  # grid points of keys that vary together (Preset.points)
 
 
@@ -202,7 +202,7 @@ def resolve_plan(study: Study, args: argparse.Namespace) -> Plan:
         raise UsageError(f"--workers: {study.name}'s trials do not train data-parallel (the image-classification "
                          f"studies do); drop --workers")
     if args.workers is not None or study.ddp_overrides is not None:  # every trial a Ray Train DDP job
-        from trainables.ddp import settings_from_args
+        from trainables.runtime.ddp import settings_from_args
 
         ddp = settings_from_args(args)  # ConfigError on --workers 0, NCCL without GPUs, ...
     epochs = int(base.get(study.epochs_key, 1)) if study.epochs_key else 1
@@ -242,7 +242,7 @@ def fuse_population(study: Study, args: argparse.Namespace, base: dict[str, Any]
                 and study.population(base))
     if policy == "on" and not possible:
         raise UsageError(f"--population on: {study.name}'s trials with this config cannot train as one population "
-                         f"(a model trainables.population does not fuse, or DDP); use --population off")
+                         f"(a model trainables.training.population does not fuse, or DDP); use --population off")
     if policy == "off" or not possible:
         return False
     return policy == "on" or args.gpus_per_trial > 0 or study.population_on_cpu
@@ -310,7 +310,7 @@ def _check_storage(storage: str | None, resume_from) -> None:
 def init_ray(address: str | None) -> None:
     import ray
 
-    from trainables import ray_internals
+    from trainables.runtime import ray_internals as ray_internals
 
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address and address not in ("auto", "local") and not address.startswith("ray://"):
@@ -403,7 +403,7 @@ def _scheduler(study: Study, plan: Plan, kind: str, time: str = "epoch", stop_ma
     if kind == "fifo":
         return None
     if kind == "optimus":
-        from sweeps.stoppers import OptimusStopper
+        from analysis.schedulers import OptimusStopper
 
         margin = DEFAULT_STOP_MARGIN if stop_margin is None else stop_margin
         return OptimusStopper(study.metric, study.mode, time_attr="epoch", max_t=plan.epochs, margin=margin)
@@ -446,7 +446,7 @@ def _configure_tune(scheduler: str) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # ...hence Tune's result grid finds no per-trial metrics files and says so for every trial.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    from trainables import ray_internals
+    from trainables.runtime import ray_internals as ray_internals
 
     ray_internals.quiet_trial_start_end()  # a config and a result box per trial would bury the status table
     ray_internals.tolerate_failed_checkpoint_deletes()  # an S3 outage must not break Tune's checkpoint bookkeeping
@@ -466,7 +466,7 @@ def _run(study: Study, args: argparse.Namespace, argv: list[str]) -> int:
     from analysis.records import default_tracking_uri, find_parent_run
     from mlflow.tracking import MlflowClient
 
-    if args.data_dir:  # read by trainables.vision_data on the driver, where the data set is built
+    if args.data_dir:  # read by trainables.data.vision on the driver, where the data set is built
         os.environ["DLSWEEPS_DATA_DIR"] = str(Path(args.data_dir).expanduser().resolve())
     results_dir = Path(args.results_dir).resolve()
     local_store = not os.environ.get("MLFLOW_TRACKING_URI")
@@ -536,10 +536,10 @@ def _run(study: Study, args: argparse.Namespace, argv: list[str]) -> int:
                 log_artifact_bytes(client, parent_id, path, blob)
 
     from sweeps.recording import MLflowRecorder
-    from trainables.session import tune_trainable
+    from trainables.runtime.session import tune_trainable
 
     if plan.ddp is not None:  # each trial a Ray Train DDP job
-        from trainables import ddp
+        from trainables.runtime import ddp as ddp
 
         trainable = tune.with_parameters(ddp.ddp_trainable(study.trial_fn, study.epochs_key, plan.ddp,
                                                            study.ddp_overrides, study.metric),

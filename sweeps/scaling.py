@@ -13,13 +13,13 @@ backends with the workers spread over nodes for N in {2, 4, 8}. A variant the ma
 Smoke and quick run on a CPU: N in {1, 2}, LeNet-5 (smoke) or ResNet-20 (quick) instead of
 ResNet-50, a few hundred / two thousand images. Figures: throughput, training time (and iteration
 time per worker), cost and efficiency vs learners, and the all-reduce comparison
-(analysis/scaling.py, which also defines the metrics).
+(analysis/studies/scaling.py, which also defines the metrics).
 """
 
-from analysis import scaling as figures
+from analysis.studies import scaling as figures
 from sweeps.runner import main
 from sweeps.study import Preset, Study
-from trainables.image_classification import make_data
+from trainables.image.trial import make_data
 from trainables.scaling import ScalingConfig, ddp_overrides, derived_params, train_scaling
 
 

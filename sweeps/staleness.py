@@ -7,8 +7,8 @@
 Learners push a gradient and pull the weights at the same instant, with no communication time; learner i
 computes for 1/s_i time units per gradient. Staleness of a gradient = weight updates applied between its read
 and its own update; simultaneous updates are served in learner-index order, each learner's push followed at
-once by its read (trainables/staleness.py; exact times as integer ticks). One child run per configuration
-(one-shot: the schedule is computed, not trained). Figures (analysis/staleness.py): mean and max staleness
+once by its read (trainables/studies/staleness.py; exact times as integer ticks). One child run per configuration
+(one-shot: the schedule is computed, not trained). Figures (analysis/studies/staleness.py): mean and max staleness
 per learner vs r with the long-run mean sum_{j!=i} s_j/s_i (r and 1/r for two learners), the staleness
 distribution per r, and the timeline of the r = 2.5 schedule; table staleness.csv.
 
@@ -19,10 +19,10 @@ r and 1/r). Paper preset (24 trials, 25 s of sweep, 59 s wall): 4 learners at r 
 slowest 5.97 / 7 (long run 6), fastest 1.80 / 3; 8 learners at r = 10: slowest 42.96 / 46 (43), fastest 3.40 / 7.
 """
 
-from analysis import staleness as figures
+from analysis.studies import staleness as figures
 from sweeps.runner import main
 from sweeps.study import Preset, Study
-from trainables.staleness import StalenessConfig, train_staleness
+from trainables.studies.staleness import StalenessConfig, train_staleness
 
 RATIOS = [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 10.0]
 

@@ -87,7 +87,7 @@ class Study:
     default_preset: str = "quick"
     default_search: str = "grid"  # --search when not given (a study of continuous ranges: optuna or random)
     default_scheduler: str = "fifo"  # --scheduler when not given
-    # ddp_overrides(config) -> per-trial DDP settings (trainables.ddp.DDPSettings fields, e.g. {"workers": 4});
+    # ddp_overrides(config) -> per-trial DDP settings (trainables.runtime.ddp.DDPSettings fields, e.g. {"workers": 4});
     # a study that sets it runs every trial as a Ray Train DDP job (the scaling study sweeps the worker count).
     ddp_overrides: Callable[[dict], dict] | None = None
     # Its trial_fn trains data-parallel in a DDP worker (it reads `session.distributed`: the shared

@@ -6,24 +6,24 @@
     python sweeps/transfer.py --set cache_features=true   # feature extractor: backbone features computed once
     python -m analysis transfer                       # redraw the figures and summary from MLflow
 
-Seven trials (trainables/transfer.py): fine-tuning all layers at lr 0.001, 0.01 and 0.1, and the fixed
+Seven trials (trainables/studies/transfer.py): fine-tuning all layers at lr 0.001, 0.01 and 0.1, and the fixed
 feature extractor (backbone frozen, only a new final layer trained) at lr 1, 0.1, 0.01 and 0.001; SGD with
 momentum 0.9, batch 64, lr x0.1 after 30%, 60% and 90% of the epochs. The target is a Visual Decathlon domain
 read by torchvision's own classes (Flowers102 by default). Weights: torchvision's (fetched once, the
-machine needs internet or the file: `python -m trainables.pretrained resnet50`) or `--set weights_path=FILE`.
+machine needs internet or the file: `python -m trainables.models.pretrained resnet50`) or `--set weights_path=FILE`.
 Trials are selected on the validation split (`val/accuracy`); the figures report the test accuracy at each
 trial's best validation epoch. The sweep's parent run also records a summary of the data set (classes,
 images per class, split sizes, sample images). Seeds (`--set seeds=N`) are separate trials: a ResNet is no
-small model to fuse into a population. Figures: analysis/transfer.py.
+small model to fuse into a population. Figures: analysis/studies/transfer.py.
 """
 
-from analysis import transfer as figures
+from analysis.studies import transfer as figures
 from sweeps.runner import main
 from sweeps.study import Context, Preset, Study
 from trainables.config import from_dict
-from trainables.pretrained import load_pretrained
-from trainables.transfer import TransferConfig, derived_params, make_data, train_transfer
-from trainables.vision_data import dataset_summary
+from trainables.models.pretrained import load_pretrained
+from trainables.studies.transfer import TransferConfig, derived_params, make_data, train_transfer
+from trainables.data.vision import dataset_summary
 
 FINETUNE_LRS = (0.001, 0.01, 0.1)
 FEATURE_EXTRACTOR_LRS = (1.0, 0.1, 0.01, 0.001)

@@ -7,7 +7,7 @@
 
 An MLP of 5 hidden layers of 100 units (A. Perunicic, "Understand neural network weight initialization") on
 standardized MNIST; activation tanh, sigmoid or ReLU x initialization N(0, 0.01^2), N(0, 1), Glorot normal
-(Var = 2/(n_in + n_out)) or He normal (Var = 2/n_in) (trainables/weight_init.py): 12 configurations, each
+(Var = 2/(n_in + n_out)) or He normal (Var = 2/n_in) (trainables/studies/weight_init.py): 12 configurations, each
 ONE population trial of `seeds` replicas (seeds 0..N-1, fused). Plain SGD, momentum 0.9, lr 0.01, batch 64
 for all (no per-weight rescaling that would hide a bad start, as Adam's would). Each trial records, per
 replica and hidden layer, at initialization and after its last epoch, the activation mean/std, the fraction
@@ -15,16 +15,16 @@ of exact zeros and the gradient norm of the layer's weight (layer_stats.csv), an
 (histograms.csv), measured on a fixed batch of 1000 test images. The summary prints the test accuracy per
 configuration and, per activation, which initialization keeps the activation std closest to constant over
 the layers (last/first ratio at initialization; saturated tanh/sigmoid configurations left out). Figures:
-analysis/weight_init.py. Seeds come from the preset (smoke 2, quick 3, paper 10); --set seeds=N changes N.
+analysis/studies/weight_init.py. Seeds come from the preset (smoke 2, quick 3, paper 10); --set seeds=N changes N.
 Measured (quick, --set dataset=digits, 3 seeds, ~1 min on 2 CPUs): Glorot/He train tanh to 95-96% and ReLU to
 91-93% test accuracy; N(0, 0.01^2) stays at chance for all three; N(0, 1) diverges for tanh and ReLU.
 """
 
-from analysis import weight_init as figures
+from analysis.studies import weight_init as figures
 from sweeps.runner import main
 from sweeps.study import Preset, Study
-from trainables.image_classification import make_data, supports_population
-from trainables.weight_init import INITS, STUDY_ACTIVATIONS, WeightInitConfig, derived_params, train_weight_init
+from trainables.image.trial import make_data, supports_population
+from trainables.studies.weight_init import INITS, STUDY_ACTIVATIONS, WeightInitConfig, derived_params, train_weight_init
 
 GRID = {"activation": list(STUDY_ACTIVATIONS), "init": list(INITS)}  # 3 x 4 = 12 configurations
 

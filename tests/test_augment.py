@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from trainables.augment import (augment, batch_augment, cutout, eval_transform, normalize, random_crop, random_crop_flip,
+from trainables.training.augment import (augment, batch_augment, cutout, eval_transform, normalize, random_crop, random_crop_flip,
                                 random_flip, resize)
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)

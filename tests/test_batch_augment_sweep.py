@@ -14,11 +14,11 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from fake_datasets import UncheckedCIFAR10, make_cifar
-from trainables.augment import batch_augment, normalize
+from trainables.training.augment import batch_augment, normalize
 from trainables.batch_augmentation import BatchAugmentConfig, BestAccuracySession, classify_config, he_milestones
 from trainables.config import ConfigError, from_dict
-from trainables.session import LocalSession
-from trainables.vision_data import DATASETS, DatasetSpec
+from trainables.runtime.session import LocalSession
+from trainables.data.vision import DATASETS, DatasetSpec
 
 def colour_classes(root, seed: int = 0) -> None:
     """Rewrite make_cifar's files so each class is a colour plus noise. Its learnable patterns are fixed

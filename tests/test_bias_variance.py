@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trainables.bias_variance import (BiasVarianceConfig, decomposition, fit_polynomial, fit_ridge, make_data,
+from trainables.studies.bias_variance import (BiasVarianceConfig, decomposition, fit_polynomial, fit_ridge, make_data,
                                       predict_polynomial, predict_ridge, scaled, target, train_bias_variance)
 from trainables.config import ConfigError, from_dict
-from trainables.session import LocalSession
+from trainables.runtime.session import LocalSession
 
 FIGURES = ["illustration.png", "bias_variance.png", "ridge.png", "fits_spread.png"]
 

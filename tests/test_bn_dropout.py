@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from fake_datasets import make_mnist
 from trainables.bn_dropout import SETUPS, BNDropoutConfig, classify_config, derived_params
 from trainables.config import ConfigError, from_dict
-from trainables.image_classification import BATCHNORM_TABLE, ClassifyConfig, build_classifier
+from trainables.image.trial import BATCHNORM_TABLE, ClassifyConfig, build_classifier
 
 # BN layers of LeNet-5 in model order and their channels (input: MNIST's one channel)
 BN_LAYERS = {"input": 1, "conv1": 6, "conv2": 16, "fc1": 120, "fc2": 84}
@@ -63,7 +63,7 @@ def _runs(errors: dict[str, list[float]]) -> pd.DataFrame:
 
 
 def test_summary_answers_from_the_numbers_not_from_the_code():
-    from analysis.bn_dropout import summary
+    from analysis.studies.bn_dropout import summary
 
     base = {"bn": [1.00, 1.02, 0.98], "dropout": [1.10, 1.14, 1.06], "baseline": [1.40, 1.45, 1.35]}
     clear = summary(_runs({**base, "bn_input": [0.80, 0.82, 0.78], "bn_dropout": [0.99, 1.03, 0.97]}))
@@ -94,7 +94,7 @@ def test_summary_answers_from_the_numbers_not_from_the_code():
 
 
 def test_a_diverged_replica_is_counted_not_averaged():
-    from analysis.bn_dropout import final_values, per_setup, summary
+    from analysis.studies.bn_dropout import final_values, per_setup, summary
 
     runs = _runs({"bn": [1.0, 1.2, 90.0], "bn_input": [1.1, 1.3]})
     runs.loc[2, "train/loss"] = float("nan")  # as a population trial's replicas table records a blown-up replica

@@ -7,10 +7,10 @@ import math
 
 import torch
 
-from trainables.augment import batch_augment, eval_transform
-from trainables.classify import evaluate, train_one_epoch
-from trainables.models import build_model
-from trainables.vision_data import TensorSplit
+from trainables.training.augment import batch_augment, eval_transform
+from trainables.training.classify import evaluate, train_one_epoch
+from trainables.models.registry import build_model
+from trainables.data.vision import TensorSplit
 
 MEAN, STD = (0.5,), (0.25,)
 

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from analysis.datasets import artifacts_from_run, draw_summary, main, summary_text
 from fake_datasets import UncheckedFlowers102, make_dtd, make_flowers102
 from trainables.artifacts import encode_all
-from trainables.vision_data import DATASETS, dataset_summary, load_vision_data
+from trainables.data.vision import DATASETS, dataset_summary, load_vision_data
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Data-parallel trials (trainables/ddp.py) on real Ray: a two-node local cluster, worker failures.
+"""Data-parallel trials (trainables/runtime/ddp.py) on real Ray: a two-node local cluster, worker failures.
 
 Each DDP trial costs ~20 s of start-up on 2 CPUs (worker processes import torch, Gloo rendezvous).
 """
@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from analysis.records import load_sweep
 from fake_datasets import make_mnist
 from sweeps.study import Preset, Study
-from trainables.image_classification import ClassifyConfig, derived_params, make_data, train_classifier
+from trainables.image.trial import ClassifyConfig, derived_params, make_data, train_classifier
 
 
 def _study(epochs: int) -> Study:
@@ -107,8 +107,8 @@ def test_bad_ddp_flags_fail_before_anything_is_created(tmp_path, clean_env):
 def test_shards_are_distinct_and_cover_the_epoch():
     import torch
 
-    from trainables.classify import train_one_epoch
-    from trainables.vision_data import TensorSplit
+    from trainables.training.classify import train_one_epoch
+    from trainables.data.vision import TensorSplit
 
     class Recorder(torch.nn.Module):  # each image's single pixel is its sample id: record what a rank sees
         def __init__(self):
@@ -143,8 +143,8 @@ def _hook_worker(rank: int, world: int, hook: str, port: int, out_dir: str) -> N
     import torch
     import torch.distributed as dist
 
-    from trainables.ddp import Distributed
-    from trainables.models import build_model
+    from trainables.runtime.ddp import Distributed
+    from trainables.models.registry import build_model
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from analysis import depth_width
+from analysis.studies import depth_width
 
 
 def runs_table() -> pd.DataFrame:

@@ -237,7 +237,7 @@ def test_worker_killed_and_tracking_server_restarted_mid_sweep(servers, tmp_path
 def test_s3_outage_mid_sweep_checkpoints_wait_and_the_sweep_finishes(servers, tmp_path, monkeypatch):
     """The S3 server stopped for ~20 s while trials checkpoint to it, then started again.
 
-    Checkpoint uploads wait for S3 and are made again (trainables/storage_outage.py), so no trial fails;
+    Checkpoint uploads wait for S3 and are made again (trainables/runtime/storage_outage.py), so no trial fails;
     the driver rides out its failed experiment-state snapshots and old-checkpoint deletions. MLflow ends
     with one complete run per trial, and each trial's checkpoints are numbered without a gap (a failed
     upload must not advance Ray's checkpoint index, or a later restart would overwrite a kept checkpoint).

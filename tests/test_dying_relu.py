@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from trainables.config import ConfigError, from_dict
-from trainables.dying_relu import (DyingReluConfig, born_dead, collapsed, grid_outputs, make_data, train_dying_relu)
-from trainables.models import build_model
-from trainables.population import fuse
-from trainables.session import LocalSession
+from trainables.studies.dying_relu import (DyingReluConfig, born_dead, collapsed, grid_outputs, make_data, train_dying_relu)
+from trainables.models.registry import build_model
+from trainables.training.population import fuse
+from trainables.runtime.session import LocalSession
 
 FIGURES = ["collapse_vs_width.png", "output_std.png", "fits.png"]
 
@@ -109,7 +109,7 @@ def test_smoke_sweep_end_to_end_and_figures_from_mlflow(tmp_path, clean_env, mon
 def test_wilson_interval_matches_scipy():
     from scipy.stats import binomtest
 
-    from analysis.dying_relu import wilson
+    from analysis.studies.dying_relu import wilson
 
     for k, n in [(957, 1000), (0, 50), (50, 50), (13, 40)]:
         low, high = wilson([k], [n])

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from trainables.eggholder import BOUND, GLOBAL_MIN_X, GLOBAL_MIN_Y, eggholder, make_dataset
+from trainables.data.eggholder import BOUND, GLOBAL_MIN_X, GLOBAL_MIN_Y, eggholder, make_dataset
 
 
 def test_known_values():

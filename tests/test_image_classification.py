@@ -10,11 +10,11 @@ import torch
 
 from fake_datasets import UncheckedCIFAR10, make_cifar, make_mnist
 from trainables.config import ConfigError, from_dict
-from trainables.image_classification import (ClassifyConfig, build_classifier, derived_params, make_data,
+from trainables.image.trial import (ClassifyConfig, build_classifier, derived_params, make_data,
                                              train_classifier)
-from trainables.schedules import range_factor
-from trainables.session import LocalSession
-from trainables.vision_data import DATASETS, DatasetSpec
+from trainables.training.schedules import range_factor
+from trainables.runtime.session import LocalSession
+from trainables.data.vision import DATASETS, DatasetSpec
 
 
 @pytest.fixture

@@ -59,7 +59,7 @@ def test_import_parser_sees_every_form():
     source = """
 import os, sweeps.runner
 from analysis import records
-from trainables.models import build_model as bm
+from trainables.models.registry import build_model as bm
 
 def f():
     from sweeps.study import Study
@@ -73,7 +73,7 @@ class C:
         from ..sweeps import runner
 """
     got = [(name, line) for name, _, line in imports(source, "trainables.sub.mod")]
-    assert got == [("os", 2), ("sweeps.runner", 2), ("analysis", 3), ("trainables.models", 4), ("sweeps.study", 7),
+    assert got == [("os", 2), ("sweeps.runner", 2), ("analysis", 3), ("trainables.models.registry", 4), ("sweeps.study", 7),
                    ("analysis.report", 9), ("sweeps.registry", 10), ("trainables.sub", 14), ("trainables.sweeps", 15)]
 
 

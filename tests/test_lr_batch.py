@@ -11,11 +11,11 @@ import torch
 
 from analysis.curves import pick_bounds
 from analysis.records import RecordsError
-from trainables.classify import accumulate_gradients
+from trainables.training.classify import accumulate_gradients
 from trainables.config import ConfigError
-from trainables.image_classification import ClassifyConfig
-from trainables.models import build_model
-from trainables.schedules import batch_range, cyclic_batch_size, lr_schedule, range_factor
+from trainables.image.trial import ClassifyConfig
+from trainables.models.registry import build_model
+from trainables.training.schedules import batch_range, cyclic_batch_size, lr_schedule, range_factor
 
 
 def smith(it: int, base: float, top: float, stepsize: int, mode: str, gamma: float = 1.0) -> float:

@@ -11,8 +11,8 @@ from torch import nn
 
 from analysis.model_stats import (InceptionModule, flop_counter_macs, inception_cost, layer_table, main,
                                   model_summary, receptive_field, totals)
-from trainables.paleo import DEVICES, achieved_ppp, paleo_estimate, peak_flops
-from trainables.models import build_model
+from trainables.models.paleo import DEVICES, achieved_ppp, paleo_estimate, peak_flops
+from trainables.models.registry import build_model
 
 
 def conv_macs(k: int, cin: int, cout: int, hout: int, wout: int, groups: int = 1) -> int:

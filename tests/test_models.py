@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision
 
-from trainables.models import MIN_INPUT_SIZE, MODELS, build_model, count_parameters
+from trainables.models.registry import MIN_INPUT_SIZE, MODELS, build_model, count_parameters
 
 # Smallest inputs that keep each model cheap on a 2-core CPU.
 INPUTS = {"mlp": (1, 28), "lenet5": (1, 28), "mini_googlenet": (3, 32)}

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainables.image_classification import ClassifyConfig, make_optimizer
-from trainables.optimizers import EPS_DEFAULTS, OPTIMIZERS, RMSPropNesterov, build_optimizer
+from trainables.image.trial import ClassifyConfig, make_optimizer
+from trainables.training.optimizers import EPS_DEFAULTS, OPTIMIZERS, RMSPropNesterov, build_optimizer
 
 A = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.float64)
 B = torch.tensor([0.3, 0.1, -1.0, 0.0], dtype=torch.float64)
@@ -125,7 +125,7 @@ def test_inverted_dropout_equals_scaling_the_weights_by_keep_probability_at_test
     q at test time. The two are one function: with W_standard = W / q the training-time outputs are equal for
     the same masks, and at test time q * W_standard = W is the inverted net in eval mode. And the training-time
     activation is unbiased: its mean over masks is the test-time activation."""
-    from trainables.models import build_model
+    from trainables.models.registry import build_model
 
     torch.manual_seed(0)
     model = build_model("mlp", num_classes=10, in_features=20, widths=(32, 32), dropout_input=0.2, dropout_hidden=0.5)

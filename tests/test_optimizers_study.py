@@ -13,8 +13,8 @@ from mlflow.tracking import MlflowClient
 from conftest import ROOT, run_script
 from fake_datasets import UncheckedCIFAR10, make_cifar, make_mnist
 from trainables.config import ConfigError, from_dict
-from trainables.optimizer_comparison import METHOD_LRS, METHODS, OptimizersConfig, classify_config
-from trainables.vision_data import DATASETS, DatasetSpec
+from trainables.studies.optimizers import METHOD_LRS, METHODS, OptimizersConfig, classify_config
+from trainables.data.vision import DATASETS, DatasetSpec
 
 FIGURES = ("train_loss_curves.png", "training_time.png", "test_accuracy.png", "test_accuracy.csv")
 

@@ -12,7 +12,7 @@ import pytest
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from analysis import optimus
+from analysis.studies import optimus
 from analysis.loss_curves import fit_loss_curve, loss_model
 
 FIGURES = ("fits.png", "prediction.png", "loss_to_accuracy.png", "time_to_accuracy.png")
@@ -181,7 +181,7 @@ def test_smoke_sweep_then_fit_step(tmp_path, clean_env, monkeypatch):
     from fake_datasets import UncheckedCIFAR10, make_cifar
     from sweeps import optimus as study
     from sweeps.runner import main
-    from trainables.vision_data import DATASETS, DatasetSpec
+    from trainables.data.vision import DATASETS, DatasetSpec
 
     monkeypatch.setitem(DATASETS, "cifar10", DatasetSpec(UncheckedCIFAR10, 10))
     monkeypatch.chdir(tmp_path)
@@ -196,7 +196,7 @@ def test_smoke_sweep_then_fit_step(tmp_path, clean_env, monkeypatch):
     children = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert sorted(c.data.params["model"] for c in children) == sorted(study.DEPTH_MODELS)
     for child in children:
-        assert child.data.params["GPU type"] == "cpu"  # recorded by the trial itself (trainables.session.PARAMS_KEY)
+        assert child.data.params["GPU type"] == "cpu"  # recorded by the trial itself (trainables.runtime.session.PARAMS_KEY)
         if child.data.tags["trial_status"] == "finished":
             assert len(client.get_metric_history(child.info.run_id, "train/loss")) == 5
     assert sum(c.data.tags["trial_status"] == "finished" for c in children) >= 4

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from trainables.config import ConfigError, from_dict
-from trainables.perceptron_hinge import (PerceptronHingeConfig, disagreement, label, max_margin_angles,
+from trainables.studies.perceptron_hinge import (PerceptronHingeConfig, disagreement, label, max_margin_angles,
                                          train_perceptron_hinge, train_sgd)
-from trainables.session import LocalSession
+from trainables.runtime.session import LocalSession
 
 FIGURES = ["decision_lines.png", "accuracy.png", "disagreement.png", "angles.png"]
 # two tiny separable sets (labelled by x1 > x2), trained as one batch of two weight vectors

@@ -1,4 +1,4 @@
-"""Population trials (trainables/population.py) equal their separate runs, replica by replica (CPU, a few seconds).
+"""Population trials (trainables/training/population.py) equal their separate runs, replica by replica (CPU, a few seconds).
 
     pytest tests/test_population.py
 
@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.models import build_model
-from trainables.population import (FusedConv2d, FusedLinear, PopulationOptimizer, build_population, data_generators,
+from trainables.models.registry import build_model
+from trainables.training.population import (FusedConv2d, FusedLinear, PopulationOptimizer, build_population, data_generators,
                                    fuse, per_replica_cross_entropy, per_replica_loss, replica_batch,
                                    replica_permutations)
 

@@ -11,12 +11,12 @@ import pytest
 from sweeps.registry import load_study
 from sweeps.runner import UsageError, _grid_configs, build_parser, resolve_plan
 from trainables.config import ConfigError, from_dict
-from trainables.eggholder import make_dataset
-from trainables.image_classification import BATCHNORM_TABLE, ClassifyConfig, train_classifier
-from trainables.population import REPLICA_HISTORY, REPLICAS_TABLE
-from trainables.regression import train_regression
-from trainables.session import LocalSession
-from trainables.vision_data import Split, VisionData
+from trainables.data.eggholder import make_dataset
+from trainables.image.trial import BATCHNORM_TABLE, ClassifyConfig, train_classifier
+from trainables.training.population import REPLICA_HISTORY, REPLICAS_TABLE
+from trainables.studies.depth_width import train_regression
+from trainables.runtime.session import LocalSession
+from trainables.data.vision import Split, VisionData
 
 
 def _tiny_images(n_train=96, n_test=40) -> VisionData:

@@ -1,4 +1,4 @@
-"""Each use of a Ray internal (trainables/ray_internals.py) checked against the installed Ray.
+"""Each use of a Ray internal (trainables/runtime/ray_internals.py) checked against the installed Ray.
 
 A failure here after a Ray upgrade names the entry that broke: fix that entry (or drop it), re-run,
 then bump RAY_VERSION. No Ray cluster is started: classes, loggers and source files are inspected.
@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 import ray
 
-from trainables import ray_internals
+from trainables.runtime import ray_internals as ray_internals
 
 REPO = Path(__file__).resolve().parents[1]
 RAY_ROOT = Path(ray.__file__).parent
@@ -26,8 +26,8 @@ OUR_PACKAGES = ("sweeps", "trainables", "analysis", "bench")
 
 def test_pinned_to_the_installed_ray():
     assert ray.__version__ == ray_internals.RAY_VERSION, (
-        f"Ray {ray.__version__} is installed but trainables/ray_internals.py is pinned to {ray_internals.RAY_VERSION}: "
-        f"re-check every entry of trainables/ray_internals.py (run tests/test_ray_internals.py), then bump RAY_VERSION")
+        f"Ray {ray.__version__} is installed but trainables/runtime/ray_internals.py is pinned to {ray_internals.RAY_VERSION}: "
+        f"re-check every entry of trainables/runtime/ray_internals.py (run tests/test_ray_internals.py), then bump RAY_VERSION")
     assert f"Pinned to Ray {ray_internals.RAY_VERSION} " in ray_internals.__doc__
 
 
@@ -85,7 +85,7 @@ def _module(name: str):
     try:
         return importlib.import_module(name)
     except ImportError as e:
-        pytest.fail(f"Ray {ray.__version__} has no module {name} ({e}): re-check trainables/ray_internals.py")
+        pytest.fail(f"Ray {ray.__version__} has no module {name} ({e}): re-check trainables/runtime/ray_internals.py")
 
 
 class _Records(logging.Handler):
@@ -296,7 +296,7 @@ def test_env_var_is_still_read_by_ray(name, reader):
         elsewhere = sorted(str(p.relative_to(RAY_ROOT)) for p in RAY_ROOT.rglob("*.py")
                            if "tests" not in p.parts and f'"{name}"' in p.read_text(errors="replace"))
         pytest.fail(f"{name} is no longer in ray/{reader} (found in: {elsewhere or 'nowhere'}): re-check ENV_VARS "
-                    f"of trainables/ray_internals.py and where we set it")
+                    f"of trainables/runtime/ray_internals.py and where we set it")
 
 
 def _our_files():
@@ -322,7 +322,7 @@ def test_every_ray_env_var_we_set_is_listed():
     missing = [f"{path.relative_to(REPO)}:{line} sets {name}"
                for path, text in _our_files() for name, line in _env_vars_we_set(ast.parse(text))
                if name.startswith(("RAY_", "TUNE_")) and name not in ray_internals.ENV_VARS]
-    assert not missing, "add these to ENV_VARS in trainables/ray_internals.py:\n" + "\n".join(missing)
+    assert not missing, "add these to ENV_VARS in trainables/runtime/ray_internals.py:\n" + "\n".join(missing)
 
 
 # --- nothing else touches Ray internals ------------------------------------------------------------
@@ -342,4 +342,4 @@ def test_ray_internals_are_used_only_in_ray_internals():
             if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "ray":
                 offenders += [f"{path.relative_to(REPO)}:{node.lineno}: from {node.module} import {a.name}"
                               for a in node.names if a.name.startswith("_")]
-    assert not offenders, "move these into trainables/ray_internals.py (with a test here):\n" + "\n".join(offenders)
+    assert not offenders, "move these into trainables/runtime/ray_internals.py (with a test here):\n" + "\n".join(offenders)

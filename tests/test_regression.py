@@ -6,10 +6,10 @@ import torch
 from torch import nn
 
 from trainables.config import ConfigError, from_dict, parse_value
-from trainables.eggholder import make_dataset
-from trainables.regression import (RegressionConfig, build_regressor, derived_params, enumerate_networks,
+from trainables.data.eggholder import make_dataset
+from trainables.studies.depth_width import (RegressionConfig, build_regressor, derived_params, enumerate_networks,
                                    representative_networks, train_regression)
-from trainables.session import LocalSession, is_diverged
+from trainables.runtime.session import LocalSession, is_diverged
 
 
 def test_enumerates_143_networks_within_budget():

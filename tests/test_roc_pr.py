@@ -14,10 +14,10 @@ import pytest
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from trainables.config import ConfigError, from_dict
-from trainables.roc_pr import (RocPrConfig, auprg, curve_points, gains, make_data, operating_points, prg_curve,
+from trainables.studies.roc_pr import (RocPrConfig, auprg, curve_points, gains, make_data, operating_points, prg_curve,
                                train_roc_pr)
-from trainables.session import LocalSession
-from trainables.vision_data import DatasetUnavailableError
+from trainables.runtime.session import LocalSession
+from trainables.data.vision import DatasetUnavailableError
 
 FIGURES = ["roc.png", "pr.png", "prg.png"]
 

@@ -53,7 +53,7 @@ def test_allreduce_comparison_marks_failed_and_skipped_variants(tmp_path):
     and the summary, with the reason, instead of silently disappearing."""
     import pandas as pd
 
-    from analysis import scaling
+    from analysis.studies import scaling
     from trainables.scaling import parse_job
 
     def run(job: str, status: str, throughput: float | None) -> dict:

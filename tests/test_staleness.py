@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from trainables.config import ConfigError, from_dict
-from trainables.session import LocalSession
-from trainables.staleness import StalenessConfig, expected_mean, learner_speeds, schedule, train_staleness
+from trainables.runtime.session import LocalSession
+from trainables.studies.staleness import StalenessConfig, expected_mean, learner_speeds, schedule, train_staleness
 
 FIGURES = ["staleness_vs_ratio.png", "staleness_hist.png", "timeline.png"]
 

@@ -1,4 +1,4 @@
-"""The Optimus early stopper (sweeps/stoppers.py): its rule on synthetic curves of known shape, fed to the
+"""The Optimus early stopper (analysis/schedulers.py): its rule on synthetic curves of known shape, fed to the
 scheduler as real Tune trials; then inside a real Tune run, and as `--scheduler optimus` of a smoke sweep."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
 from conftest import ROOT, run_script
-from sweeps.stoppers import OptimusStopper, default_min_points
+from analysis.schedulers import OptimusStopper, default_min_points
 
 MAX_T = 20
 STOP, CONTINUE = TrialScheduler.STOP, TrialScheduler.CONTINUE
@@ -102,7 +102,7 @@ def test_mode_max_leaves_metrics_outside_0_1_alone():
 
 
 def test_a_failed_fit_continues(monkeypatch):
-    import sweeps.stoppers
+    import analysis.schedulers
 
     s = stopper()
     feed(s, curve(**GOOD))
@@ -110,14 +110,14 @@ def test_a_failed_fit_continues(monkeypatch):
     def fail(k, loss):
         raise ValueError("no fit")
 
-    monkeypatch.setattr(sweeps.stoppers, "fit_loss_curve", fail)
+    monkeypatch.setattr(analysis.schedulers, "fit_loss_curve", fail)
     assert feed(s, curve(**HIGH_FLOOR))[1] == [CONTINUE] * MAX_T
 
     class Nonsense:
         def predict(self, k):
             return np.array(math.nan)
 
-    monkeypatch.setattr(sweeps.stoppers, "fit_loss_curve", lambda k, loss: Nonsense())
+    monkeypatch.setattr(analysis.schedulers, "fit_loss_curve", lambda k, loss: Nonsense())
     assert feed(s, curve(**HIGH_FLOOR))[1] == [CONTINUE] * MAX_T
 
 

@@ -1,4 +1,4 @@
-"""Checkpoint uploads that wait out a storage outage (trainables/storage_outage.py), step by step.
+"""Checkpoint uploads that wait out a storage outage (trainables/runtime/storage_outage.py), step by step.
 
 The probes and reports here are plain callables that fail the way Ray's do while S3 is down (OSError
 from pyarrow, or Ray's RuntimeError when the storage answers without its marker file); the real S3
@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from trainables import ray_internals
-from trainables.storage_outage import report_through_outage, say_back, wait_for_storage
+from trainables.runtime import ray_internals as ray_internals
+from trainables.runtime.storage_outage import report_through_outage, say_back, wait_for_storage
 
 DOWN = OSError("When getting information for key 'x' in bucket 'sweeps': AWS Error NETWORK_CONNECTION\ndetails")
 NO_MARKER = RuntimeError(f"{ray_internals.STORAGE_CHECK_FAILURE} with the following settings:\nStorageContext<...>")

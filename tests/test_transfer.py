@@ -16,13 +16,13 @@ from mlflow.tracking import MlflowClient
 
 from conftest import run_script
 from fake_datasets import UncheckedFlowers102, make_dtd, make_flowers102
-from trainables.augment import center_crop_resize, random_resized_crop_flip
+from trainables.training.augment import center_crop_resize, random_resized_crop_flip
 from trainables.config import ConfigError, from_dict
-from trainables.pretrained import (WeightsUnavailableError, build_transfer_model, fetch_weights, load_pretrained,
+from trainables.models.pretrained import (WeightsUnavailableError, build_transfer_model, fetch_weights, load_pretrained,
                                    weights_file)
-from trainables.session import LocalSession
-from trainables.transfer import TransferConfig, TransferData, make_data, train_transfer
-from trainables.vision_data import DATASETS
+from trainables.runtime.session import LocalSession
+from trainables.studies.transfer import TransferConfig, TransferData, make_data, train_transfer
+from trainables.data.vision import DATASETS
 
 FIGURES = ("accuracy_curves.png", "best_accuracy_vs_lr.png", "epoch_time.png", "dataset.png")
 SMALL = {"arch": "resnet18", "image_size": 32, "load_size": 36, "batch_size": 8}
@@ -107,7 +107,7 @@ def test_offline_without_the_weights_file_is_one_line_naming_it(monkeypatch, tmp
         fetch_weights("resnet50", "IMAGENET1K_V1")
     message = str(error.value)
     assert "\n" not in message and str(expected) in message
-    assert "python -m trainables.pretrained resnet50 --weights IMAGENET1K_V1" in message and "weights_path" in message
+    assert "python -m trainables.models.pretrained resnet50 --weights IMAGENET1K_V1" in message and "weights_path" in message
     assert not expected.exists()
     with pytest.raises(ConfigError, match="weights='V9' is not one of resnet50's"):
         from_dict(TransferConfig, {"weights": "V9"})
@@ -214,7 +214,7 @@ def test_offline_weights_error_exits_2_and_creates_nothing(tmp_path, monkeypatch
     assert proc.returncode == 2, proc.stderr[-2000:]
     line = proc.stderr.strip()
     assert line.startswith("error: pretrained weights resnet18 IMAGENET1K_V1: ") and "\n" not in line
-    assert "python -m trainables.pretrained resnet18" in line
+    assert "python -m trainables.models.pretrained resnet18" in line
     assert not (tmp_path / "res").exists()
 
 

@@ -13,8 +13,8 @@ import torchvision
 
 from fake_datasets import (UncheckedCIFAR10, UncheckedCIFAR100, UncheckedFlowers102, make_cifar, make_dtd,  # noqa: F401
                            make_fgvc_aircraft, make_flowers102, make_mnist, write_idx)
-from trainables import vision_data
-from trainables.vision_data import DATASETS, DatasetSpec, DatasetUnavailableError, load_vision_data, to_device
+from trainables.data import vision as vision_data
+from trainables.data.vision import DATASETS, DatasetSpec, DatasetUnavailableError, load_vision_data, to_device
 
 
 @pytest.fixture
@@ -154,7 +154,7 @@ def test_download_through_real_torchvision_path(tmp_path, registry):
 def test_digits_is_scikit_learns_digits_at_28x28_split_by_class():
     from sklearn.datasets import load_digits
 
-    from trainables.digits import upsample
+    from trainables.data.digits import upsample
 
     data = load_vision_data("digits", val_size=100)
     assert data.train.images.shape[1:] == (1, 28, 28) and data.train.images.dtype == np.uint8
@@ -279,7 +279,7 @@ def test_file_dataset_missing_one_line_error(tmp_path, name, missing):
         load_vision_data(name, tmp_path / "empty", download=False)
     msg = str(err.value)
     assert "\n" not in msg and missing in msg and str(tmp_path) in msg
-    assert f"python -m trainables.vision_data {name} --data-dir DIR" in msg
+    assert f"python -m trainables.data.vision {name} --data-dir DIR" in msg
 
 
 def test_missing_image_names_the_file(tmp_path):

@@ -14,9 +14,9 @@ from mlflow.tracking import MlflowClient
 
 from fake_datasets import make_mnist
 from trainables.config import ConfigError, from_dict
-from trainables.image_classification import ClassifyConfig, build_classifier
-from trainables.population import build_population
-from trainables.weight_init import (HISTOGRAMS, INITS, LAYER_STATS, STUDY_ACTIVATIONS, WeightInitConfig,
+from trainables.image.trial import ClassifyConfig, build_classifier
+from trainables.training.population import build_population
+from trainables.studies.weight_init import (HISTOGRAMS, INITS, LAYER_STATS, STUDY_ACTIVATIONS, WeightInitConfig,
                                     classify_config, derived_params, layer_statistics)
 
 

@@ -9,7 +9,7 @@ steps per epoch (N / B) of the baseline; each step sees M*B augmented samples. T
 learning rate is per step, so by default it is left alone (as in the paper);
 `lr_scaling` multiplies it by M (linear, Goyal et al.) or sqrt(M) (Hoffer et al. 2017)
 for comparison. Everything else (batched on-device augmentation, AMP, channels_last,
-chunked gradient accumulation, the target-accuracy stop) is `trainables.image_classification`.
+chunked gradient accumulation, the target-accuracy stop) is `trainables.image.trial`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from trainables import image_classification as ic
+from trainables.image import trial as ic
 from trainables.config import ConfigError, from_dict
 
 LR_SCALINGS = ("none", "linear", "sqrt")

@@ -5,7 +5,7 @@
     0.5
 
 Five setups of LeNet-5 on MNIST (`SETUPS`). Every setup's input is standardized with the training
-set's per-channel mean and std (`trainables.augment.eval_transform`, as in every image trial),
+set's per-channel mean and std (`trainables.training.augment.eval_transform`, as in every image trial),
 so setup (a)'s preprocessing holds for all five:
 
 - `bn` (a): batch norm after every hidden conv/FC layer, before its ReLU;
@@ -21,7 +21,7 @@ study records the effective values as params through `derived_params`). Recipe, 
 Adam, lr 1e-3 cosine-annealed to 0 over the trial (stepped every step, so the last epoch's numbers are
 not one noisy step of a constant-lr run), batch 128, no weight decay, no augmentation. For setups with
 batch norm the trained gammas and betas are recorded by the shared trial as the artifact
-`trainables.image_classification.BATCHNORM_TABLE` at its last report.
+`trainables.image.trial.BATCHNORM_TABLE` at its last report.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from trainables import image_classification as ic
+from trainables.image import trial as ic
 from trainables.config import ConfigError, from_dict
 
 # setup -> the model options it sets (a)..(e) of the study; dict order is the order figures use.

@@ -16,9 +16,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from trainables.config import ConfigError, from_dict
-from trainables.ddp import BACKENDS, COMM_HOOKS
+from trainables.runtime.ddp import BACKENDS, COMM_HOOKS
 from trainables.prices import resolve_price
-from trainables import image_classification as ic
+from trainables.image import trial as ic
 
 REFERENCE_BATCH = 256  # `lr` is given for this global batch
 

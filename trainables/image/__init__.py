@@ -1,0 +1,1 @@
+"""The image-classification trial that every image study runs: its config and its loop."""
