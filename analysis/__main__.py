@@ -6,8 +6,8 @@
     python -m analysis list depth_width                 # the sweeps of one study
 
 `list` prints one row per sweep: study, parent run ID, date, preset, search/scheduler, trials finished/
-stopped/diverged/errored, the best value of the study's metric (from sweeps/registry.py; "-" for a study not
-registered or a sweep without a finite value) and the folder of its figures. An empty store prints one line
+stopped/diverged/errored, the best value of the study's metric (from analysis/studies/<study>.py; "-" for a study
+without figures there or a sweep without a finite value) and the folder of its figures. An empty store prints one line
 and exits 0; a missing --results-dir (or store) exits 2.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from analysis.records import PARENT_TAG, RecordsError, default_tracking_uri, load_sweep
 from analysis.report import publish_report, render, status_counts
-from sweeps.registry import STUDIES, load_study  # the one study registry (each study names its figures)
+from analysis.studies import load, names  # each study's figures, found without importing the sweeps
 
 STATUSES = ("finished", "stopped", "diverged", "error")
 
@@ -36,9 +36,9 @@ def _sweep_rows(tracking_uri: str, results_dir: Path, only: str | None) -> list[
         if only and study != only:
             continue
         metric, mode = None, None
-        if study in STUDIES:
-            registered = load_study(study)
-            metric, mode = registered.metric, registered.mode
+        if study in names():
+            found = load(study)
+            metric, mode = found.metric, found.mode
         runs = client.search_runs([experiment.experiment_id], max_results=50_000)
         children: dict[str, list] = {}
         for run in runs:
@@ -109,16 +109,16 @@ def main(argv: list[str] | None = None) -> int:
         return list_sweeps(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.split("\n")[1],
                                      epilog="python -m analysis list [STUDY]: the sweeps in the store")
-    parser.add_argument("study", choices=sorted(STUDIES))
+    parser.add_argument("study", choices=names())
     parser.add_argument("--parent-run", default=None, help="the sweep's parent run id (default: the latest sweep)")
     parser.add_argument("--results-dir", default="results", help="where figures go and the default MLflow store is")
     args = parser.parse_args(argv)
-    study = load_study(args.study)
     try:
         sweep = load_sweep(args.study, args.parent_run, default_tracking_uri(args.results_dir))
     except (RecordsError, Exception) as e:  # noqa: BLE001  (an unknown run id raises MlflowException)
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
+    study = load(args.study, question=sweep.parent.data.tags.get("sweep.question", ""))
     out_dir = Path(args.results_dir) / args.study
     paths = render(sweep, study.figures, out_dir, study.metric, study.mode)
     summary = f"{args.study}, sweep {sweep.parent_run_id}: {status_counts(sweep.runs)}\n{study.summary(sweep.runs)}"

@@ -4,10 +4,12 @@
     path = write_report(sweep, study, summary_text, figure_paths, out_dir)   # -> out_dir / "report.html"
 
 Written at the end of every sweep (sweeps/runner.py `_finish`, analysis-only steps included) and by
-`python -m analysis STUDY`, from the records alone: the study's question (Study.description), the command line
+`python -m analysis STUDY`, from the records alone: the study's question (recorded on the parent run as `sweep.question`), the command line
 (`python sweeps/<study>.py` + the parent run's `sweep.argv` tag), the versions recorded on the parent run
 (git commit, python/torch/ray/mlflow), the summary text the terminal printed (the caller passes the very
-string it printed), every figure, and the trials table (swept keys, the study's metric, trial_status,
+string it printed), every figure (with a sentence for each overview figure a sweep does not get, e.g. no
+importance figure when one parameter is swept), the Pareto front of the metric against cost as a small table
+(analysis/pareto.py), and the trials table (swept keys, the study's metric, trial_status,
 stopped_at_epoch; best first), with a link to the full trials.csv next to the page.
 
 Figures are embedded as base64 `data:image/png` URIs, so the one file opens anywhere: from disk, or in the
@@ -155,8 +157,49 @@ def _figure(path: Path) -> str:
             f"<figcaption>{_e(path.name)}</figcaption></figure>")
 
 
+def _simple_table(table: pd.DataFrame) -> str:
+    """A small DataFrame as an HTML table (cells as in the trials table)."""
+    head = "".join(f"<th>{_e(c)}</th>" for c in table.columns)
+    rows = []
+    for record in table.to_dict("records"):
+        cells = []
+        for value in record.values():
+            text, is_text = _cell(value)
+            cells.append(f'<td class="text">{_e(text)}</td>' if is_text else f"<td>{_e(text)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def overview_sections(sweep, metric: str | None, mode: str) -> tuple[str, str]:
+    """(notes, front) HTML: a list of the sentences saying why an overview figure was not drawn
+    (analysis.overview.overview_notes), and the Pareto front of accuracy against cost as a small table
+    (analysis.pareto.front_table). Empty strings for an analysis-only step or a study without a metric; a part
+    that fails says so in one line instead of failing the page."""
+    if not metric or sweep.runs.empty or sweep.parent.data.tags.get("analysis_only") == "1":
+        return "", ""
+    try:
+        from analysis.overview import overview_notes
+
+        notes = overview_notes(sweep, metric, mode)
+        notes_html = ('<ul id="figure-notes">' + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>"
+                      if notes else "")
+    except Exception as e:  # noqa: BLE001  (the page is still written)
+        notes_html = f"<p>Notes on the figures not available: {_e(type(e).__name__)}</p>"
+    try:
+        from analysis.pareto import front_table
+
+        front = front_table(sweep, metric, mode)
+        front_html = ("" if front.empty else
+                      f'<h2>Accuracy against cost: the Pareto front ({len(front)})</h2>\n'
+                      f"<p>The finished trials no other finished trial beats on both {_e(metric)} and cost, "
+                      f'cheapest first (overview_pareto.png).</p>\n<div id="pareto-front">{_simple_table(front)}</div>')
+    except Exception as e:  # noqa: BLE001
+        front_html = f"<p>Pareto front not available: {_e(type(e).__name__)}</p>"
+    return notes_html, front_html
+
+
 def write_report(sweep, study, summary_text: str, figure_paths: Iterable[str | Path], out_dir: str | Path) -> Path:
-    """Write `out_dir/report.html` for `sweep` (analysis.records.Sweep) of `study` (sweeps.study.Study) and return
+    """Write `out_dir/report.html` for `sweep` (analysis.records.Sweep) of `study` (analysis.studies.StudyFigures) and return
     its path. `summary_text` is shown as given (the caller prints the same string); `figure_paths` are PNGs,
     embedded in order (anything not ending in .png is skipped)."""
     out_dir = Path(out_dir)
@@ -173,8 +216,9 @@ def write_report(sweep, study, summary_text: str, figure_paths: Iterable[str | P
     meta.update({key: value for key, value in sorted(tags.items())
                  if key.startswith("version.") and key not in meta})
     meta_html = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in meta.items())
-    metric = getattr(study, "metric", None)
+    metric = study.metric
     figures_html = "".join(_figure(p) for p in figures) or "<p>No figures.</p>"
+    notes_html, front_html = overview_sections(sweep, metric, study.mode)
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -186,19 +230,21 @@ def write_report(sweep, study, summary_text: str, figure_paths: Iterable[str | P
 <body data-images="" data-broken-images="">
 <div id="broken"></div>
 <h1>{_e(study.name)}</h1>
-<p class="question">{_e(study.description)}</p>
+<p class="question">{_e(study.question)}</p>
 <h2>Command</h2>
 <pre id="command">{_e(command_line(study.name, tags))}</pre>
 <dl class="meta">{meta_html}</dl>
 <h2>Summary</h2>
 <pre id="summary">{_e(summary_text)}</pre>
 <h2>Figures ({len(figures)})</h2>
+{notes_html}
 {figures_html}
+{front_html}
 <h2>Trials</h2>
-<p>Swept keys, {_e(metric or "the metric")} ({_e(getattr(study, "mode", "min"))}; best first) and status.
+<p>Swept keys, {_e(metric or "the metric")} ({_e(study.mode)}; best first) and status.
 All columns: <a href="trials.csv">trials.csv</a> next to this page (in MLflow: the parent run's artifact
 tables/trials.csv).</p>
-{trials_table(sweep.runs, params, metric, getattr(study, "mode", "min"))}
+{trials_table(sweep.runs, params, metric, study.mode)}
 </body>
 </html>
 """
@@ -207,4 +253,4 @@ tables/trials.csv).</p>
     return path
 
 
-__all__ = ["write_report", "command_line", "swept_keys", "table_columns", "trials_table", "REPORT_NAME"]
+__all__ = ["write_report", "overview_sections", "command_line", "swept_keys", "table_columns", "trials_table", "REPORT_NAME"]

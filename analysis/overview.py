@@ -1,26 +1,32 @@
-"""Three figures that explain any sweep, drawn from its MLflow records alone (no study code needed).
+"""Four figures that explain any sweep, drawn from its MLflow records alone (no study code needed).
 
     >>> from analysis.records import load_sweep
-    >>> from analysis.overview import draw_overview
-    >>> draw_overview(load_sweep("depth_width"), "test/rmse", "min", "results/depth_width")
+    >>> from analysis.overview import draw_overview, overview_notes
+    >>> draw_overview(load_sweep("depth_width"), "test/rmse", "min", "results/depth_width")   # -> [paths]
+    >>> overview_notes(sweep, "test/rmse", "min")     # why a figure was not drawn, one sentence each
 
 Every sweep draws them at its end (analysis/report.py `render`), and `python -m analysis STUDY` redraws them:
 
 - `overview_parallel.png`: parallel coordinates, one line per trial. An axis per swept parameter (the keys of
   the parent run's `space.*` params and `space.points`, those whose values varied), then the study's metric;
   lines coloured by the metric (brightest = best). Strings (model names, "256-128-64") sit on evenly spaced
-  ticks; positive numbers spanning more than two decades are drawn on a log axis ("(log)" in the label).
-  Trials without a finite metric (diverged, error) are grey dashed lines ending below the metric axis.
+  ticks, every one labelled (the figure grows to fit them) up to `MAX_LABELS` (40); with more, the best 40 that
+  fit are labelled and the axis name says so. Numbers: a grid axis of up to 12 values labels each value,
+  otherwise round values; integer parameters get integer ticks; positive numbers spanning more than two
+  decades are drawn on a log axis ("(log)" in the label). Trials without a finite metric (diverged, error) are
+  grey dashed lines ending below the metric axis.
 - `overview_importance.png`: how much each swept parameter explains the metric, by Optuna's PED-ANOVA
   evaluator (`optuna.importance.PedAnovaImportanceEvaluator`, Watanabe et al. 2023: a few ms for hundreds of
   trials, unlike fANOVA's random forest) on an in-memory Optuna study of the trials with a finite metric
-  (finished, and stopped by ASHA at the epoch they stopped). A single swept parameter gets importance 1.0 and
-  a note; fewer than `MIN_TRIALS` (4) such trials, or all with the same value, give no bars and a note saying
-  why.
+  (finished, and stopped by ASHA at the epoch they stopped). Only drawn with two or more swept parameters and
+  at least `MIN_TRIALS` (4) such trials with different values: otherwise a sentence says why
+  (`importance_note`, shown in the HTML report) and there is no figure.
 - `overview_progress.png`: the best metric so far against the trial number (trials in order of their start)
   and against the training time spent (sum of the trials' `time/train_s`, or another `time/*` total, else
   each run's wall time), one line per (search, scheduler) of the study in the store: the latest sweep of each,
   so an optuna and a random sweep of one study compare in one figure.
+- `overview_pareto.png`: the metric against each finished trial's cost, with the Pareto front named
+  (analysis/pareto.py); drawn when at least two finished trials have a metric and a cost.
 
 Each figure is drawn on its own: one that fails prints one warning line and the others are still drawn.
 """
@@ -34,15 +40,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 from mlflow.tracking import MlflowClient
 
+from analysis.costs import INF, TIME_METRICS
 from analysis.plotting import plt, save_figure
 from analysis.records import PARENT_TAG, Sweep
 
 MIN_TRIALS = 4  # fewer trials with a finite metric than this: no importances (a note instead)
-TIME_METRICS = ("time/train_s", "time/total_s", "time/fit_s", "time/schedule_s")  # cumulative per-trial time
-INF = 1e308  # MLflow's SQL store saves inf as the largest float: at least this is no finite value
-FIGURES = ("overview_parallel.png", "overview_importance.png", "overview_progress.png")
+FIGURES = ("overview_parallel.png", "overview_importance.png", "overview_progress.png", "overview_pareto.png")
 
 
 # ---------------------------------------------------------------- the swept axes
@@ -79,14 +85,35 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
 
 
+MAX_LABELS = 40  # a categorical axis with more values labels the best this many (and says so)
+MAX_VALUE_TICKS = 12  # a numeric axis with at most this many distinct values labels each of them
+MIN_TICK_GAP = 0.035  # labels closer than this (share of the axis height) are thinned out
+
+
+def _number_text(value: float, integer: bool) -> str:
+    return f"{int(round(value))}" if integer else f"{value:.3g}"
+
+
+def _thin(ticks: list[tuple[float, str]], gap: float = MIN_TICK_GAP) -> list[tuple[float, str]]:
+    """Keep the ticks that print clear of those kept before them (`gap` apart), in the order given (most
+    wanted first); returned by height."""
+    kept: list[tuple[float, str]] = []
+    for y, text in ticks:
+        if all(abs(y - other) >= gap for other, _ in kept):
+            kept.append((y, text))
+    return sorted(kept)
+
+
 class Axis:
-    """One swept parameter: categorical (evenly spaced labels) or numeric (linear or log)."""
+    """One swept parameter: categorical (evenly spaced labels) or numeric (linear or log; integer parameters get
+    integer ticks)."""
 
     def __init__(self, key: str, values: pd.Series, declared: list | None):
         self.key = key
         present = values.dropna()
         self.categorical = (not all(_is_number(v) for v in present)
                             or (declared is not None and not all(_is_number(v) for v in declared)))
+        self.labelled: list[str] | None = None  # the categories labelled, when not all of them are (`label_best`)
         if self.categorical:
             order = [_label(v) for v in (declared or [])]
             seen = sorted({_label(v) for v in present} - set(order))
@@ -95,9 +122,18 @@ class Axis:
         else:
             numbers = present.astype(float)
             self.low, self.high = float(numbers.min()), float(numbers.max())
+            self.distinct = sorted(set(numbers))
             self.integer = bool((numbers == numbers.round()).all()) and (
                 declared is None or all(isinstance(v, (int, np.integer)) for v in declared))
             self.log = self.low > 0 and self.high / self.low > 100
+
+    def label_best(self, column: pd.Series, metric: pd.Series, mode: str) -> None:
+        """With more than MAX_LABELS categories, label only the MAX_LABELS whose best trial is best."""
+        if not self.categorical or len(self.categories) <= MAX_LABELS:
+            return
+        best = metric.groupby(self.values(column)).agg("max" if mode == "max" else "min")
+        best = best.dropna().sort_values(ascending=(mode != "max"))
+        self.labelled = list(best.index[:MAX_LABELS])
 
     def values(self, column: pd.Series) -> pd.Series:
         if self.categorical:
@@ -110,31 +146,47 @@ class Axis:
             index = {c: i for i, c in enumerate(self.categories)}
             span = max(len(self.categories) - 1, 1)
             return np.array([index[v] / span if v in index else np.nan for v in self.values(column)])
-        x = self.values(column).to_numpy(dtype=float)
+        return self._scale(self.values(column).to_numpy(dtype=float))
+
+    def _scale(self, x: np.ndarray) -> np.ndarray:
         low, high = (math.log10(self.low), math.log10(self.high)) if self.log else (self.low, self.high)
         with np.errstate(divide="ignore", invalid="ignore"):
             x = np.log10(x) if self.log else x
         return (x - low) / (high - low) if high > low else np.full_like(x, 0.5)
 
-    def ticks(self) -> list[tuple[float, str]]:
+    def ticks(self, discrete: bool = True, gap: float = MIN_TICK_GAP) -> list[tuple[float, str]]:
+        """(height, label) of each tick, labels at least `gap` apart. Categorical: every category, or with more
+        than MAX_LABELS the best ones (`label_best`) that fit. Numeric: each distinct value when `discrete` and
+        there are at most MAX_VALUE_TICKS of them (a grid axis); else decades (log) or about five round values,
+        integers for an integer parameter."""
         if self.categorical:
-            n = len(self.categories)
-            step = max(1, math.ceil(n / 12))  # at most ~12 labels on one axis
-            span = max(n - 1, 1)
-            return [(i / span, self.categories[i]) for i in range(0, n, step)]
-        if self.log:
-            low, high = math.log10(self.low), math.log10(self.high)
-            decades = range(math.ceil(low), math.floor(high) + 1)
-            return [((d - low) / (high - low), f"1e{d}") for d in decades]
+            span = max(len(self.categories) - 1, 1)
+            if self.labelled is None:
+                return [(i / span, c) for i, c in enumerate(self.categories)]
+            index = {c: i for i, c in enumerate(self.categories)}
+            kept = _thin([(index[c] / span, c) for c in self.labelled], gap)
+            self.labelled = [c for _, c in kept]
+            return kept
         if self.high == self.low:  # one value: drawn mid-axis (position)
-            return [(0.5, f"{self.low:.3g}")]
-        values = np.linspace(self.low, self.high, 5)
-        span = self.high - self.low or 1.0
-        return [((v - self.low) / span, f"{v:.3g}") for v in values]
+            return [(0.5, _number_text(self.low, self.integer))]
+        if discrete and len(self.distinct) <= MAX_VALUE_TICKS:
+            values = np.array(self.distinct)
+        elif self.log:
+            decades = np.arange(math.ceil(math.log10(self.low)), math.floor(math.log10(self.high)) + 1)
+            values = 10.0 ** decades
+            if not self.integer:
+                return _thin([(float(y), f"1e{d}") for y, d in zip(self._scale(values), decades)], gap)
+        else:
+            locator = MaxNLocator(nbins=5, integer=self.integer)
+            values = np.array([v for v in locator.tick_values(self.low, self.high) if self.low <= v <= self.high])
+        return _thin([(float(y), _number_text(v, self.integer)) for y, v in zip(self._scale(values), values)], gap)
 
     @property
     def title(self) -> str:
-        return self.key + (" (log)" if self.log else "")
+        title = self.key + (" (log)" if self.log else "")
+        if self.labelled is not None:
+            title += f"\n(best {len(self.labelled)} of {len(self.categories)} labelled)"
+        return title
 
 
 def swept_axes(sweep: Sweep) -> list[Axis]:
@@ -163,11 +215,23 @@ def _note(ax, text: str) -> None:
 
 # ---------------------------------------------------------------- the figures
 
+LABEL_HEIGHT_IN = 0.13  # height one 7-point tick label needs on an axis, inches
+PARALLEL_HEIGHT_IN = 4.8  # the figure's height when its labels fit in it
+PARALLEL_MARGIN_IN = 1.4  # title, axis names and the legend below
+
+
 def draw_parallel(sweep: Sweep, metric: str, mode: str, path: Path) -> Path:
     runs = sweep.runs
     axes = swept_axes(sweep)
     value = _metric(runs, metric)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.8 * (len(axes) + 1) + 1.5), 4.8))
+    for a in axes:
+        a.label_best(runs[a.key], value, mode)
+    labels = max([len(a.labelled if a.labelled is not None else a.categories) for a in axes if a.categorical],
+                 default=0)
+    span = 1.17  # the y range drawn: -0.12 .. 1.05
+    height = max(PARALLEL_HEIGHT_IN, PARALLEL_MARGIN_IN + span * LABEL_HEIGHT_IN * max(labels - 1, 0))
+    gap = LABEL_HEIGHT_IN * span / (height - PARALLEL_MARGIN_IN)  # one label's height, in axis units
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.8 * (len(axes) + 1) + 1.5), height))
     ax.set_title(f"{len(runs)} trials: swept parameters and {metric} ({mode})", fontsize=10)
     if not axes:
         _note(ax, "no swept parameter varied between the trials")
@@ -196,37 +260,54 @@ def draw_parallel(sweep: Sweep, metric: str, mode: str, path: Path) -> Path:
         ax.plot(xs, y, color="0.55", ls="--", lw=1.0, label=f"no finite {metric} ({len(failed)})" if n == 0 else None)
     if len(failed):
         ax.legend(loc="upper left", bbox_to_anchor=(0, -0.12), fontsize=8, frameon=False)
-    for x, a in enumerate(axes + ([metric_axis] if metric_axis else [])):
+    for x, a in enumerate(axes):
         ax.axvline(x, color="black", lw=0.8)
-        for y, text in a.ticks():
+        for y, text in a.ticks(discrete=True, gap=gap):
             ax.text(x - 0.03, y, text, ha="right", va="center", fontsize=7)
+    if metric_axis:
+        ax.axvline(len(axes), color="black", lw=0.8)
+        for y, text in metric_axis.ticks(discrete=False, gap=gap):  # right of the axis: no line crosses there
+            ax.text(len(axes) + 0.03, y, text, ha="left", va="center", fontsize=7)
     ax.set_xticks(xs)
     ax.set_xticklabels([a.title for a in axes] + [metric_axis.title if metric_axis else metric], fontsize=9)
     ax.set_yticks([])
     ax.set_ylim(-0.12, 1.05)
-    ax.set_xlim(-0.6, len(axes) + 0.2)
+    ax.set_xlim(-0.6, len(axes) + 0.35)
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
     return save_figure(fig, path)
 
 
+def importance_note(sweep: Sweep, metric: str) -> str:
+    """Why the sweep gets no importance figure, as one sentence; "" when it gets one (two or more swept
+    parameters and at least MIN_TRIALS trials with different finite values of `metric`)."""
+    axes = swept_axes(sweep)
+    if len(axes) < 2:
+        swept = (f"only one parameter ({axes[0].key}) was swept" if axes
+                 else "no swept parameter varied between the trials")
+        return f"No importance figure: {swept}, so there is nothing to rank; the parallel-coordinates figure shows it."
+    value = _metric(sweep.runs, metric).dropna()
+    if len(value) < MIN_TRIALS:
+        return (f"No importance figure: only {len(value)} trial(s) with a finite {metric}, and importances need "
+                f"{MIN_TRIALS} or more.")
+    if value.nunique() < 2:
+        return f"No importance figure: every trial has the same {metric} ({value.iloc[0]:.4g}), nothing to explain."
+    return ""
+
+
 def importances(sweep: Sweep, metric: str, mode: str) -> tuple[dict[str, float], str]:
-    """Swept parameter -> importance for `metric` (summing to 1), and a note ("" when the bars say it all)."""
+    """Swept parameter -> importance for `metric` (summing to 1), and a note ("" when there are importances):
+    `importance_note`, or why the trials could not be used."""
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
+    note = importance_note(sweep, metric)
+    if note:
+        return {}, note
     axes = swept_axes(sweep)
-    if not axes:
-        return {}, "no swept parameter varied between the trials"
     value = _metric(sweep.runs, metric)
     runs = sweep.runs[value.notna()]
     value = value[value.notna()]
-    if len(runs) < MIN_TRIALS:
-        return {}, f"only {len(runs)} trial(s) with a finite {metric}: importances need {MIN_TRIALS} or more"
-    if value.nunique() < 2:
-        return {}, f"every trial has the same {metric} ({value.iloc[0]:.4g}): nothing to explain"
-    if len(axes) == 1:
-        return {axes[0].key: 1.0}, f"{axes[0].key} is the only swept parameter"
     distributions = {}
     for a in axes:
         if a.categorical:
@@ -246,7 +327,8 @@ def importances(sweep: Sweep, metric: str, mode: str) -> tuple[dict[str, float],
         else:
             trials.append(optuna.trial.create_trial(params=params, distributions=distributions, value=float(y)))
     if len(trials) < MIN_TRIALS:
-        return {}, f"only {len(trials)} trial(s) with every swept parameter: importances need {MIN_TRIALS} or more"
+        return {}, (f"No importance figure: only {len(trials)} trial(s) with every swept parameter, and importances "
+                    f"need {MIN_TRIALS} or more.")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
     study.add_trials(trials)
@@ -255,21 +337,19 @@ def importances(sweep: Sweep, metric: str, mode: str) -> tuple[dict[str, float],
     return {k: float(v) for k, v in found.items()}, ""
 
 
-def draw_importance(sweep: Sweep, metric: str, mode: str, path: Path) -> Path:
+def draw_importance(sweep: Sweep, metric: str, mode: str, path: Path) -> Path | None:
+    """The importance bars; None (no figure) when `importances` gives a note instead."""
     found, note = importances(sweep, metric, mode)
+    if not found:
+        return None
     fig, ax = plt.subplots(figsize=(6.0, 0.5 * max(len(found), 3) + 1.6))
     ax.set_title(f"Importance for {metric} ({mode}), PED-ANOVA")
-    if not found:
-        _note(ax, note)
-        return save_figure(fig, path)
     names = list(found)[::-1]  # largest on top
     ax.barh(names, [found[n] for n in names], color="tab:blue")
     for y, n in enumerate(names):
         ax.text(found[n], y, f" {found[n]:.2f}", va="center", fontsize=8)
-    ax.set_xlim(0, 1.1)
+    ax.set_xlim(0, 1.15)
     ax.set_xlabel("importance (sums to 1)")
-    if note:
-        ax.text(0.98, 0.02, note, ha="right", va="bottom", transform=ax.transAxes, fontsize=8, color="0.3")
     return save_figure(fig, path)
 
 
@@ -335,20 +415,37 @@ def draw_progress(sweep: Sweep, metric: str, mode: str, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def overview_notes(sweep: Sweep, metric: str, mode: str) -> list[str]:
+    """One sentence for each overview figure that a sweep does not get, saying why (the HTML report shows them;
+    a caller may print them). Empty when every figure is drawn."""
+    from analysis.pareto import front_of
+
+    notes = [importance_note(sweep, metric), front_of(sweep, metric, mode).note]
+    return [note[0].upper() + note[1:] for note in notes if note]
+
+
 def draw_overview(sweep: Sweep, metric: str, mode: str, out_dir: str | Path) -> list[Path]:
-    """Write the three overview PNGs to `out_dir` and return their paths (a figure that fails is left out,
-    with one warning line)."""
+    """Write the overview PNGs to `out_dir` and return their paths. A figure with nothing to say is not drawn
+    (`overview_notes` says why, and an older copy of it in `out_dir` is removed, so the folder shows this
+    sweep); a figure that fails is left out with one warning line."""
+    from analysis.pareto import draw_pareto
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, draw in zip(FIGURES, (draw_parallel, draw_importance, draw_progress)):
+    for name, draw in zip(FIGURES, (draw_parallel, draw_importance, draw_progress, draw_pareto)):
         try:
-            paths.append(draw(sweep, metric, mode, out_dir / name))
+            path = draw(sweep, metric, mode, out_dir / name)
         except Exception as e:  # noqa: BLE001  (an overview must never fail a sweep)
             plt.close("all")
             print(f"warning: {name} not drawn: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            continue
+        if path is None:
+            (out_dir / name).unlink(missing_ok=True)
+        else:
+            paths.append(path)
     return paths
 
 
-__all__ = ["draw_overview", "draw_parallel", "draw_importance", "draw_progress", "importances", "swept_axes", "compared_sweeps",
-           "FIGURES", "MIN_TRIALS"]
+__all__ = ["draw_overview", "overview_notes", "draw_parallel", "draw_importance", "draw_progress", "importances",
+           "importance_note", "swept_axes", "compared_sweeps", "FIGURES", "MIN_TRIALS", "MAX_LABELS"]

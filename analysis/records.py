@@ -19,6 +19,8 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from trainables.config import InputError
+
 PARENT_TAG = "sweep.parent"
 DEFAULT_RESULTS_DIR = "results"
 
@@ -41,7 +43,7 @@ class Sweep:
         return self.parent.info.run_id
 
 
-class RecordsError(LookupError):
+class RecordsError(InputError, LookupError):
     """No such study or sweep in the tracking store; the message says what to run."""
 
 
@@ -90,6 +92,10 @@ def find_parent_run(client: MlflowClient, study: str, parent_run_id: str | None 
     return parent
 
 
+# Params renamed since stores were first written: old name -> the name the analysis reads (MACs are not FLOPs).
+RENAMED_PARAMS = {"flops_per_sample": "macs_per_sample"}
+
+
 def load_sweep(study: str, parent_run_id: str | None = None, tracking_uri: str | None = None) -> Sweep:
     tracking_uri = tracking_uri or default_tracking_uri()
     client = MlflowClient(tracking_uri)
@@ -101,7 +107,7 @@ def load_sweep(study: str, parent_run_id: str | None = None, tracking_uri: str |
     rows = []
     for run in children:
         row = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status}
-        row.update({k: _number(v) for k, v in run.data.params.items()})
+        row.update({RENAMED_PARAMS.get(k, k): _number(v) for k, v in run.data.params.items()})
         row.update(run.data.metrics)
         row.update({k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")})
         rows.append(row)

@@ -2,8 +2,9 @@
 
 Used at the end of every sweep and by `python -m analysis STUDY`, so the figures
 a sweep shows are always the ones its records can regenerate. Given the study's metric
-and mode, every sweep with trials also gets the three overview figures of
-analysis/overview.py (parallel coordinates, importances, best so far). `publish_report` then writes the
+and mode, every sweep with trials also gets the overview figures of analysis/overview.py (parallel
+coordinates, importances, best so far, and the metric against cost with its Pareto front, analysis/pareto.py;
+a figure with nothing to say is replaced by a sentence, `overview_notes`). `publish_report` then writes the
 sweep's self-contained HTML page (analysis/html_report.py) and logs it to the parent run as report/report.html.
 """
 

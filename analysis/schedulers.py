@@ -2,7 +2,10 @@
 
     python sweeps/depth_width.py --scheduler optimus      # any study whose trials report once per epoch
 
-    >>> OptimusStopper(metric="test/rmse", mode="min", time_attr="epoch", max_t=200)   # what the runner builds
+    >>> OptimusScheduler(metric="test/rmse", mode="min", time_attr="epoch", max_t=200)   # what the runner builds
+
+`python -m analysis replay STUDY --scheduler optimus --margin 0.05,0.1,0.2` feeds a finished sweep's recorded
+curves to it (analysis/replay.py).
 
 For each trial the stopper keeps its (time, metric) points. Once the trial has `min_points` of them (default
 max(4, 20% of max_t)) it fits l(k) = 1/(b0 k + b1) + b2, b >= 0 (`analysis.loss_curves.fit_loss_curve`) to the
@@ -12,15 +15,15 @@ any trial has measured so far (measured, never predicted) by more than `margin`,
     mode "min":  stop if predicted > best + margin * |best|
     mode "max":  stop if predicted < best - margin * |best|
 
-The model only falls, so mode "min" fits the metric itself (a loss, an RMSE); mode "max" is for a metric in
-[0, 1] such as an accuracy: it fits the error 1 - metric and converts the prediction back (a trial with a value
-outside [0, 1] is never judged). The margin (default 20%, the runner's `--stop-margin`) absorbs what the fit
+The model only falls, so mode "min" fits the metric itself (a loss, an RMSE); mode "max" is for a metric in [0, 1]
+such as an accuracy: it fits the error 1 - metric and converts the prediction back (a trial with a value outside [0,
+1] is never judged). The margin (`DEFAULT_MARGIN`, 20%: the runner's `--stop-margin` default) absorbs what the fit
 gets wrong when it extrapolates from the first fifth of a curve and the noise in the measured best: a trial is
-stopped only when it is clearly out of the race, never for being a little behind. 0 stops anything predicted to
-be worse; larger is safer. Measured (bench/stoppers.py, depth_width quick: 200 epochs, LR annealed to ~0): a
-learning-rate schedule that decays to zero makes the tail fall faster than Eq. 1 extrapolates from the first
-40 epochs (it predicted 124 test RMSE for a net that ended at 102), so at 5% the stopper cut the best network
-and the sweep's best was 10% worse; at 20% it kept it and still trained 14% fewer epochs.
+stopped only when it is clearly out of the race, never for being a little behind. 0 stops anything predicted to be
+worse; larger is safer. Measured (bench/stoppers.py, depth_width quick: 200 epochs, LR annealed to ~0): a
+learning-rate schedule that decays to zero makes the tail fall faster than Eq. 1 extrapolates from the first 40
+epochs (it predicted 124 test RMSE for a net that ended at 102), so at 5% the stopper cut the best network and the
+sweep's best was 10% worse; at 20% it kept it and still trained 14% fewer epochs.
 
 Left alone: a NaN/inf value (a diverged trial ends itself in the runner) and a failed fit (too few finite points,
 or a non-finite prediction) mean continue. Each result costs one fit over that trial's points.
@@ -38,12 +41,15 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from analysis.loss_curves import fit_loss_curve
 
 
+DEFAULT_MARGIN = 0.2  # relative to the best measured value; the runner's --stop-margin default
+
+
 def default_min_points(max_t: float) -> int:
     """Points a trial must have before it is judged: max(4, 20% of max_t)."""
     return max(4, math.ceil(0.2 * max_t))
 
 
-class OptimusStopper(FIFOScheduler):
+class OptimusScheduler(FIFOScheduler):
     """Runs trials first come first served (FIFO) and stops those whose fitted curve cannot reach the best."""
 
     # Like ASHA it judges every result; the runner sets Tune's result buffer to 1 for it (`_configure_tune`), so a
@@ -51,7 +57,7 @@ class OptimusStopper(FIFOScheduler):
     # Tune warn on every sweep, as the runner sets the buffer length either way.)
 
     def __init__(self, metric: str | None = None, mode: str | None = None, time_attr: str = "training_iteration",
-                 max_t: float = 100, min_points: int | None = None, margin: float = 0.2):
+                 max_t: float = 100, min_points: int | None = None, margin: float = DEFAULT_MARGIN):
         super().__init__()
         if mode not in (None, "min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
@@ -73,7 +79,7 @@ class OptimusStopper(FIFOScheduler):
 
     def on_trial_add(self, tune_controller, trial: Trial) -> None:
         if not self._metric or self._mode not in ("min", "max"):
-            raise ValueError("OptimusStopper needs a metric and a mode ('min' or 'max'): pass them to it or to "
+            raise ValueError("OptimusScheduler needs a metric and a mode ('min' or 'max'): pass them to it or to "
                              "tune.TuneConfig")
 
     def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
@@ -135,3 +141,6 @@ class OptimusStopper(FIFOScheduler):
 
 def _finite(x: Any) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+
+OptimusStopper = OptimusScheduler  # its old name, kept until sweeps/runner.py imports OptimusScheduler

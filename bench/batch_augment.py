@@ -127,7 +127,7 @@ def main() -> None:
     split = TensorSplit(torch.tensor(images_hwc.transpose(0, 3, 1, 2).copy(), device=device),
                         torch.tensor(labels, device=device))
     gen = torch.Generator(device=device).manual_seed(0)
-    macs = model_summary("resnet44", (3, 32, 32), num_classes=10, in_channels=3)["flops_per_sample"]
+    macs = model_summary("resnet44", (3, 32, 32), num_classes=10, in_channels=3)["macs_per_sample"]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device {name}, amp {amp}, channels_last {channels_last}, torch threads {torch.get_num_threads()}, "
           f"{args.images} images per epoch, B = {B}, load average before {os.getloadavg()[0]:.2f}")

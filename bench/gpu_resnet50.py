@@ -72,7 +72,7 @@ def main() -> None:
         raise SystemExit("error: --device cuda but no CUDA device is visible; use --device cpu")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    macs = model_summary("resnet50", SHAPE, num_classes=10, in_channels=1)["flops_per_sample"]
+    macs = model_summary("resnet50", SHAPE, num_classes=10, in_channels=1)["macs_per_sample"]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"ResNet-50, 1x28x28 input, {macs / 1e6:.1f}M MACs/image forward, batch {args.batch}, "
           f"{args.steps} steps x {args.repeats} repeats on {name}")

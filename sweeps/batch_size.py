@@ -18,22 +18,19 @@ of the best accuracy of the cyclical-batch and the cyclical-LR runs. The trial i
 (trainables/image/trial.py, `batch_policy`) with the LR/batch studies' recipe (sweeps/lr_range.py).
 """
 
-from mlflow.tracking import MlflowClient
+import dataclasses
 
-from analysis.studies import batch_size as analysis
-from analysis.records import RecordsError
 from sweeps.lr_range import RECIPE, fill_lr_bounds
 from sweeps.runner import main
-from sweeps.study import Context, Preset, Study
-from trainables.config import ConfigError, from_dict
-from trainables.image.trial import (ClassifyConfig, derived_params, make_data, supports_population,
-                                             train_classifier)
+from sweeps.study import Context, Hooks, Preset, Study, image_trial
+from trainables.config import ConfigError
+from trainables.image.config import ClassifyConfig, plain_trial
 
 
-def fill_batch_bounds(base: dict, context: Context) -> dict:
-    """Study.prepare of the cyclic presets: batch_min/batch_max left at 0 come from the latest batch-size
-    range test in the store (its parent run's tags b_min/b_max, stored by `batch_size_after`)."""
-    if base.get("batch_policy") != "cyclic" or (base.get("batch_min") and base.get("batch_max")):
+def fill_batch_bounds(base: ClassifyConfig, context: Context) -> ClassifyConfig:
+    """Hooks.prepare of the cyclic presets: batch_min/batch_max left at 0 come from the latest batch-size range
+    test in the store (its parent run's tags b_min/b_max, stored by `batch_size_after`)."""
+    if base.batch_policy != "cyclic" or (base.batch_min and base.batch_max):
         return base
     parent = context.sweep("batch_size", with_tag="b_max")
     if parent is None:
@@ -41,21 +38,26 @@ def fill_batch_bounds(base: dict, context: Context) -> dict:
                           f"run `python sweeps/batch_size.py` first or give --set batch_min=... --set batch_max=...")
     tags = parent.data.tags
     print(f"b_min={tags['b_min']}, b_max={tags['b_max']} (batch-size range test run {parent.info.run_id})")
-    return {**base, "batch_min": base.get("batch_min") or int(tags["b_min"]),
-            "batch_max": base.get("batch_max") or int(tags["b_max"])}
+    return dataclasses.replace(base, batch_min=base.batch_min or int(tags["b_min"]),
+                               batch_max=base.batch_max or int(tags["b_max"]))
 
 
-def prepare(base: dict, context: Context) -> dict:
+def prepare(base: ClassifyConfig, context: Context) -> ClassifyConfig:
     base = fill_batch_bounds(fill_lr_bounds(base, context), context)
-    return {**base, "epochs": from_dict(ClassifyConfig, base).stages}  # the range test reports per batch size
+    return dataclasses.replace(base, epochs=base.stages)  # the range test reports per batch size
 
 
 def batch_size_after(sweep) -> str:
-    """Study.after_sweep of the range test: store b_min/b_max on the parent run (tags) for the cyclic presets."""
+    """Hooks.after_sweep of the range test: store b_min/b_max on the parent run (tags) for the cyclic presets."""
+    from mlflow.tracking import MlflowClient
+
+    from analysis.records import RecordsError
+    from analysis.studies.batch_size import batch_bounds
+
     if "batch_policy" not in sweep.runs or not (sweep.runs["batch_policy"] == "range").any():
         return ""
     try:
-        lo, hi = analysis.batch_bounds(sweep.runs)
+        lo, hi = batch_bounds(sweep.runs)
     except RecordsError as e:
         return f"b_min/b_max not stored: {e}"
     client = MlflowClient(sweep.tracking_uri)
@@ -70,11 +72,9 @@ CYCLIC = {**RECIPE, "lr": 0.0, "batch_policy": "cyclic", "batch_min": 0, "batch_
 
 STUDY = Study(
     name="batch_size",
-    description=__doc__.split("\n")[0],
-    config_cls=ClassifyConfig,
-    trial_fn=train_classifier,
-    data_parallel=True,
-    make_data=make_data,
+    doc=__doc__,
+    config=ClassifyConfig,
+    trial=image_trial(plain_trial),  # --set seeds=N with model=mlp|lenet5: one population trial
     presets={
         "smoke": Preset("range test 32..128, 2 iterations each, micro-batches of 64 (seconds)",
                         config={**RANGE, "batch_max": 128, "interval": 2, "max_micro_batch": 64}),
@@ -93,14 +93,7 @@ STUDY = Study(
                                config={**CYCLIC, "epochs": 40, "batch_stepsize": 4, "val_size": 5000,
                                        "max_micro_batch": 2048}),
     },
-    metric="test/accuracy",
-    mode="max",
-    figures=analysis.figures,
-    summary=analysis.summary,
-    derived_params=derived_params,
-    population=supports_population,  # --set seeds=N with model=mlp|lenet5: one population trial
-    after_sweep=batch_size_after,
-    prepare=prepare,
+    hooks=Hooks(prepare=prepare, after_sweep=batch_size_after, reads="lr_range (and, for cyclic presets, batch_size)"),
 )
 
 if __name__ == "__main__":

@@ -25,19 +25,19 @@ bias^2 0.074, variance 0.42, MSE 0.79 over x ~ U[0, 10] (unregularized 13.7); on
 vs 0.402. The 20-point illustration: training MSE 0.457 / 0.350 / 0.061 for degrees 1 / 3 / 10.
 """
 
-from analysis.studies import bias_variance as figures
 from sweeps.runner import main
-from sweeps.study import Preset, Study
-from trainables.studies.bias_variance import BiasVarianceConfig, no_shared_data, train_bias_variance
+from sweeps.study import Preset, Study, Trial
+from trainables.studies.bias_variance import BiasVarianceConfig
 
 DEGREES = list(range(1, 16))
 
 STUDY = Study(
     name="bias_variance",
-    description=__doc__.split("\n")[0],
-    config_cls=BiasVarianceConfig,
-    trial_fn=train_bias_variance,
-    make_data=no_shared_data,  # each trial draws its (identical, seeded) data itself: microseconds
+    doc=__doc__,
+    config=BiasVarianceConfig,
+    trial=Trial(run="trainables.studies.bias_variance:train_bias_variance",
+                # each trial draws its (identical, seeded) data itself: microseconds; one-shot: fits once, reports once
+                data="trainables.studies.bias_variance:no_shared_data", epochs=None),
     presets={
         "smoke": Preset("degrees 1, 3, 10 (3 trials, seconds)", space={"degree": [1, 3, 10]}),
         "quick": Preset("degrees 1 to 15, ridge alpha 1e-2 (15 one-shot trials)", space={"degree": DEGREES}),
@@ -45,11 +45,6 @@ STUDY = Study(
                         points=tuple([{"degree": d, "ridge_alpha": 1e-2} for d in DEGREES]
                                      + [{"degree": 10, "ridge_alpha": a} for a in (1e-4, 1e-3, 1e-1, 1.0)])),
     },
-    metric="test/mse",
-    mode="min",
-    figures=figures.figures,
-    summary=figures.summary,
-    epochs_key=None,  # one-shot trials: each fits once and reports once
 )
 
 if __name__ == "__main__":

@@ -13,22 +13,18 @@ accuracy vs epoch, the learning rate vs iteration. The trial is the shared image
 (trainables/image/trial.py, `lr_policy`) with the LR/batch studies' recipe (sweeps/lr_range.py).
 """
 
-from analysis.studies import cyclic_lr as analysis
 from sweeps.lr_range import RECIPE, fill_lr_bounds
 from sweeps.runner import main
-from sweeps.study import Preset, Study
-from trainables.image.trial import (ClassifyConfig, derived_params, make_data, supports_population,
-                                             train_classifier)
+from sweeps.study import Hooks, Preset, Study, image_trial
+from trainables.image.config import ClassifyConfig, plain_trial
 
 BASE = {**RECIPE, "lr": 0.0}  # lr 0: the constant baseline trains at the range test's bound (fixed_lr, default max)
 
 STUDY = Study(
     name="cyclic_lr",
-    description=__doc__.split("\n")[0],
-    config_cls=ClassifyConfig,
-    trial_fn=train_classifier,
-    data_parallel=True,
-    make_data=make_data,
+    doc=__doc__,
+    config=ClassifyConfig,
+    trial=image_trial(plain_trial),  # --set seeds=N with model=mlp|lenet5: one population trial
     presets={
         "smoke": Preset("constant vs exp_range, 3 epochs, batch 16 on tiny data (seconds)",
                         config={**BASE, "epochs": 3, "batch_size": 16, "val_size": 32, "stepsize": 1, "gamma": 0.99},
@@ -41,13 +37,7 @@ STUDY = Study(
                         config={**BASE, "epochs": 40, "val_size": 5000, "stepsize": 4},
                         space={"lr_policy": ["constant", "triangular", "triangular2", "exp_range"]}),
     },
-    metric="val/accuracy",
-    mode="max",
-    figures=analysis.figures,
-    summary=analysis.summary,
-    derived_params=derived_params,
-    population=supports_population,  # --set seeds=N with model=mlp|lenet5: one population trial
-    prepare=fill_lr_bounds,
+    hooks=Hooks(prepare=fill_lr_bounds, reads="lr_range"),
 )
 
 if __name__ == "__main__":

@@ -14,12 +14,11 @@ cosine decay to 0 (both `--set`-able). Figures: test RMSE vs total hidden units 
 vs parameters, and training time vs parameters, one curve per depth.
 """
 
-from analysis.studies import depth_width as figures
 from sweeps.runner import main
-from sweeps.study import Preset, Study
-from trainables.data.eggholder import make_dataset
-from trainables.studies.depth_width import (RegressionConfig, derived_params, enumerate_networks, representative_networks,
-                                   train_regression)
+from sweeps.study import Preset, Study, Trial
+from trainables.studies.depth_width.config import RegressionConfig, enumerate_networks, representative_networks
+
+TRIAL = "trainables.studies.depth_width.trial"
 
 
 def as_names(nets):
@@ -28,10 +27,12 @@ def as_names(nets):
 
 STUDY = Study(
     name="depth_width",
-    description=__doc__.split("\n")[0],
-    config_cls=RegressionConfig,
-    trial_fn=train_regression,
-    make_data=lambda cfg: make_dataset(cfg.n_points, cfg.noise, seed=cfg.data_seed),
+    doc=__doc__,
+    config=RegressionConfig,
+    trial=Trial(run=f"{TRIAL}:train_regression", data=f"{TRIAL}:make_data", params=f"{TRIAL}:network_params",
+                # small MLPs: --set seeds=N trains the N seeds as one population trial, on a CPU too (55x faster
+                # than separate trials: README, bench/population.py)
+                population=lambda config: True, population_on_cpu=True),
     presets={
         "smoke": Preset("3 networks, 2k points, 3 epochs (seconds)",
                         config={"n_points": 2_000, "epochs": 3},
@@ -39,17 +40,10 @@ STUDY = Study(
         "quick": Preset("22 uniform and halving-width networks, 20k points, 200 epochs (minutes on a laptop)",
                         config={"n_points": 20_000, "epochs": 200},
                         space={"widths": as_names(representative_networks())}, num_samples=12, asha_grace_period=20),
-        "paper": Preset("all 143 networks, 100k points, 2000 epochs (a cluster)",
+        "paper": Preset("all 143 networks, 100k points, 2000 epochs (a GPU: --gpus-per-trial 0.0625)",
                         config={"n_points": 100_000, "epochs": 2000},
                         space={"widths": as_names(enumerate_networks())}, num_samples=40, asha_grace_period=100),
     },
-    metric="test/rmse",
-    mode="min",
-    figures=figures.figures,
-    summary=figures.summary,
-    derived_params=derived_params,
-    population=lambda config: True,  # small MLPs: --set seeds=N trains the N seeds as one population trial,
-    population_on_cpu=True,  # on a CPU too (55x faster than separate trials: README, bench/population.py)
 )
 
 if __name__ == "__main__":

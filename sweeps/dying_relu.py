@@ -22,17 +22,18 @@ Measured, quick preset (2-core CPU shared with other jobs, load 6-7; 10 epochs, 
 (95% Wilson intervals over 1000 trainings). Lu et al. 2019: over 90% at depth 10, width 2 (ReLU).
 """
 
-from analysis.studies import dying_relu as figures
 from sweeps.runner import main
-from sweeps.study import Preset, Study
-from trainables.studies.dying_relu import DyingReluConfig, derived_params, make_data, train_dying_relu
+from sweeps.study import Preset, Study, Trial
+from trainables.studies.dying_relu.config import DyingReluConfig
+
+TRIAL = "trainables.studies.dying_relu.trial"
 
 STUDY = Study(
     name="dying_relu",
-    description=__doc__.split("\n")[0],
-    config_cls=DyingReluConfig,
-    trial_fn=train_dying_relu,
-    make_data=make_data,
+    doc=__doc__,
+    config=DyingReluConfig,
+    # no `population`: the population (`simulations`) is built into every trial, seeds do not apply
+    trial=Trial(run=f"{TRIAL}:train_dying_relu", data=f"{TRIAL}:make_data", params=f"{TRIAL}:network_params"),
     presets={
         "smoke": Preset("50 simulations, 2 epochs, ReLU and Leaky ReLU at width 2 (seconds)",
                         config={"simulations": 50, "epochs": 2},
@@ -47,12 +48,6 @@ STUDY = Study(
                               config={"simulations": 1000, "epochs": 100},
                               space={"activation": ["relu", "leaky_relu"], "depth": [2, 4, 6, 8, 10, 15, 20]}),
     },
-    metric="collapse/fraction",
-    mode="min",
-    figures=figures.figures,
-    summary=figures.summary,
-    derived_params=derived_params,
-    # population stays None: the population (`simulations`) is built into every trial, seeds do not apply
 )
 
 if __name__ == "__main__":

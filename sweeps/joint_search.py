@@ -13,25 +13,18 @@ commands above gives the comparison (analysis/studies/joint_search.py). The tria
 (trainables/image/trial.py) with the LR/batch studies' recipe (sweeps/lr_range.py).
 """
 
-from ray import tune
-
-from analysis.studies import joint_search as analysis
 from sweeps.lr_range import RECIPE
 from sweeps.runner import main
-from sweeps.study import Preset, Study
-from trainables.image.trial import (ClassifyConfig, derived_params, make_data, supports_population,
-                                             train_classifier)
+from sweeps.study import LogUniform, Preset, Study, image_trial
+from trainables.image.config import ClassifyConfig, plain_trial
 
-SPACE = {"lr": tune.loguniform(1e-4, 1.0), "batch_size": [32, 64, 128, 256],
-         "weight_decay": tune.loguniform(1e-6, 1e-2)}
+SPACE = {"lr": LogUniform(1e-4, 1.0), "batch_size": [32, 64, 128, 256], "weight_decay": LogUniform(1e-6, 1e-2)}
 
 STUDY = Study(
     name="joint_search",
-    description=__doc__.split("\n")[0],
-    config_cls=ClassifyConfig,
-    trial_fn=train_classifier,
-    data_parallel=True,
-    make_data=make_data,
+    doc=__doc__,
+    config=ClassifyConfig,
+    trial=image_trial(plain_trial),  # --set seeds=N with model=mlp|lenet5: one population trial
     presets={
         "smoke": Preset("4 trials, 3 epochs, batch 16 or 32 on tiny data (seconds)",
                         config={**RECIPE, "epochs": 3, "val_size": 32, "lr": 0.01},
@@ -42,12 +35,6 @@ STUDY = Study(
         "paper": Preset("60 trials, at most 27 epochs on the full set (a GPU)",
                         config={**RECIPE, "epochs": 27, "val_size": 5000, "lr": 0.01}, space=SPACE, num_samples=60),
     },
-    metric="val/accuracy",
-    mode="max",
-    figures=analysis.figures,
-    summary=analysis.summary,
-    derived_params=derived_params,
-    population=supports_population,  # --set seeds=N with model=mlp|lenet5: one population trial
     default_search="optuna",  # a grid would draw the continuous lr and weight decay once per batch size
     default_scheduler="asha",
 )

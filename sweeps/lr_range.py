@@ -17,16 +17,14 @@ The trial is the shared image trial (trainables/image/trial.py) with `RECIPE`, t
 four LR/batch-size studies; the continuous test is its `lr_policy=range`.
 """
 
-import numpy as np
-from mlflow.tracking import MlflowClient
+import dataclasses
 
-from analysis.studies import lr_range as analysis
-from analysis.records import RecordsError
+import numpy as np
+
 from sweeps.runner import main
-from sweeps.study import Context, Preset, Study
-from trainables.config import ConfigError, from_dict
-from trainables.image.trial import (ClassifyConfig, derived_params, make_data, supports_population,
-                                             train_classifier)
+from sweeps.study import Context, Hooks, Preset, Study, image_trial
+from trainables.config import ConfigError
+from trainables.image.config import ClassifyConfig, plain_trial
 
 # The LR/batch-size studies' recipe (Smith's setting): FashionMNIST, MiniGoogLeNet, SGD momentum 0.9, no augmentation.
 RECIPE = {"dataset": "fashion_mnist", "model": "mini_googlenet", "optimizer": "sgd", "momentum": 0.9}
@@ -34,33 +32,37 @@ LRS = [float(f"{lr:.3g}") for lr in np.logspace(-9, 1, 10)]
 CONTINUOUS = {**RECIPE, "lr_policy": "range", "lr_min": 1e-9, "lr_max": 10.0}
 
 
-def fill_lr_bounds(base: dict, context: Context) -> dict:
-    """Study.prepare of cyclic_lr and batch_size: lr_min/lr_max left at 0 come from the latest LR range test
-    in the store, or the one --from-run names (its parent run's tags, stored by `lr_range_after`)."""
-    if base.get("lr_min") and base.get("lr_max"):
+def fill_lr_bounds(base: ClassifyConfig, context: Context) -> ClassifyConfig:
+    """Hooks.prepare of cyclic_lr and batch_size: lr_min/lr_max left at 0 come from the latest LR range test in the
+    store, or the one --from-run names (its parent run's tags, stored by `lr_range_after`)."""
+    if base.lr_min and base.lr_max:
         return base
     parent = context.sweep("lr_range", with_tag="lr_max")
     if parent is None:
         raise ConfigError(f"no LR range test with picked bounds in {context.tracking_uri}: run "
                           f"`python sweeps/lr_range.py` first or give --set lr_min=... --set lr_max=...")
     tags = parent.data.tags
-    base = {**base, "lr_min": base.get("lr_min") or float(tags["lr_min"]),
-            "lr_max": base.get("lr_max") or float(tags["lr_max"])}
-    if base["lr_min"] >= base["lr_max"]:
-        raise ConfigError(f"lr_min={base['lr_min']:g} must be below lr_max={base['lr_max']:g}")
-    print(f"lr_min={base['lr_min']:.3g}, lr_max={base['lr_max']:.3g} (LR range test run {parent.info.run_id})")
-    return base
+    lo, hi = base.lr_min or float(tags["lr_min"]), base.lr_max or float(tags["lr_max"])
+    if lo >= hi:
+        raise ConfigError(f"lr_min={lo:g} must be below lr_max={hi:g}")
+    print(f"lr_min={lo:.3g}, lr_max={hi:.3g} (LR range test run {parent.info.run_id})")
+    return dataclasses.replace(base, lr_min=lo, lr_max=hi)
 
 
-def prepare(base: dict, context: Context) -> dict:
+def prepare(base: ClassifyConfig, context: Context) -> ClassifyConfig:
     # The continuous test reports once per stage: its "epochs" (what the recorder counts) are its stages.
-    return {**base, "epochs": from_dict(ClassifyConfig, base).stages}
+    return dataclasses.replace(base, epochs=base.stages)
 
 
 def lr_range_after(sweep) -> str:
-    """Study.after_sweep: store lr_min/lr_max on the parent run (tags), where cyclic_lr and batch_size read them."""
+    """Hooks.after_sweep: store lr_min/lr_max on the parent run (tags), where cyclic_lr and batch_size read them."""
+    from mlflow.tracking import MlflowClient
+
+    from analysis.records import RecordsError
+    from analysis.studies.lr_range import lr_bounds
+
     try:
-        lo, hi = analysis.lr_bounds(sweep.runs)
+        lo, hi = lr_bounds(sweep.runs)
     except RecordsError as e:
         return f"lr_min/lr_max not stored: {e}"
     client = MlflowClient(sweep.tracking_uri)
@@ -72,11 +74,9 @@ def lr_range_after(sweep) -> str:
 
 STUDY = Study(
     name="lr_range",
-    description=__doc__.split("\n")[0],
-    config_cls=ClassifyConfig,
-    trial_fn=train_classifier,
-    data_parallel=True,
-    make_data=make_data,
+    doc=__doc__,
+    config=ClassifyConfig,
+    trial=image_trial(plain_trial),  # --set seeds=N with model=mlp|lenet5: one population trial
     presets={
         "smoke": Preset("4 LRs, 2 epochs, batch 16 on whatever tiny data set data_dir holds (seconds)",
                         config={**RECIPE, "epochs": 2, "batch_size": 16, "test_subset": 0},
@@ -93,14 +93,7 @@ STUDY = Study(
         "continuous-paper": Preset("continuous: 100 stages of 50 steps (~5 epochs) on the full set",
                                    config={**CONTINUOUS, "lr_stages": 100, "interval": 50}),
     },
-    metric="train/loss",
-    mode="min",
-    figures=analysis.figures,
-    summary=analysis.summary,
-    derived_params=derived_params,
-    population=supports_population,  # --set seeds=N with model=mlp|lenet5: one population trial
-    after_sweep=lr_range_after,
-    prepare=prepare,
+    hooks=Hooks(prepare=prepare, after_sweep=lr_range_after),
 )
 
 if __name__ == "__main__":

@@ -19,30 +19,25 @@ disagree: 17.7% vs 13.8%); std of w's angle 3.16 vs 2.42 degrees; mean angle to 
 1.69 vs 0.12 degrees. Converged: perceptron 100% (mean 6.2 epochs), hinge 93% within 10000 epochs (mean 1165).
 """
 
-from analysis.studies import perceptron_hinge as figures
 from sweeps.runner import main
-from sweeps.study import Preset, Study
-from trainables.studies.perceptron_hinge import PerceptronHingeConfig, no_shared_data, train_perceptron_hinge
+from sweeps.study import Preset, Study, Trial
+from trainables.studies.perceptron_hinge import PerceptronHingeConfig
 
 LOSSES = {"margin": [0.0, 1.0]}  # a = 0: perceptron criterion, a = 1: hinge
 
 STUDY = Study(
     name="perceptron_hinge",
-    description=__doc__.split("\n")[0],
-    config_cls=PerceptronHingeConfig,
-    trial_fn=train_perceptron_hinge,
-    make_data=no_shared_data,  # each trial draws its (identical, seeded) data itself
+    doc=__doc__,
+    config=PerceptronHingeConfig,
+    trial=Trial(run="trainables.studies.perceptron_hinge:train_perceptron_hinge",
+                # each trial draws its (identical, seeded) data itself; one-shot: trains its repetitions, reports once
+                data="trainables.studies.perceptron_hinge:no_shared_data", epochs=None),
     presets={
         "smoke": Preset("100 training sets, 200 epochs at most (seconds)",
                         config={"repetitions": 100, "max_epochs": 200}, space=LOSSES),
         "quick": Preset("1000 training sets per loss, 10000 epochs at most", space=LOSSES),
         "paper": Preset("as quick: 1000 training sets per loss, 10000 epochs at most", space=LOSSES),
     },
-    metric="test/acc_mean",
-    mode="max",
-    figures=figures.figures,
-    summary=figures.summary,
-    epochs_key=None,  # one-shot trials: each trains its batch of repetitions and reports once
 )
 
 if __name__ == "__main__":

@@ -1,14 +1,21 @@
 """MLflow records of a sweep: one parent run per invocation, one child run per trial.
 
 `MLflowRecorder` is a driver-side Ray Tune callback. It opens a child run
-(nested with the `mlflow.parentRunId` tag) when a trial starts, buffers the
+(nested with the `mlflow.parentRunId` tag, named by the trial's swept values in short
+form, e.g. `widths=256-128-64`, its params the trial's config and what the study derives
+from it: sweeps.plan) when a trial starts, buffers the
 per-epoch metrics (every numeric key of a report but Tune's own bookkeeping)
 and writes them with `log_batch` (every `flush_rows` rows or `flush_seconds`,
 and when the trial ends), writes the files a trial's reports carry
 (trainables/artifacts.py) to its run's artifacts and the params they carry
 (trainables.runtime.session.PARAMS_KEY, e.g. the device name) to its run's params, then closes the run with a
 `trial_status` tag: finished, stopped (by the scheduler), diverged or error. A
-one-shot trial (`epochs_key=None`: it reports once) that completes is finished.
+one-shot trial (it reports once) that completes is finished.
+
+Cost: with every report the recorder adds `cost/device_s`, the trial's device-seconds so far
+(Tune's `time_total_s` x the GPUs it holds, or x its CPU cores where it holds no GPU; a DDP
+trial: its workers'), and `cost/usd` at the sweep's price per device-hour; the run's params
+say which (`cost.device`, `cost.units`, `cost.usd_per_device_h`).
 
 Writing in batches keeps recording cheap at 2000 reports per trial; closing
 runs on the driver means a trial stopped by ASHA (whose code after its last
@@ -34,7 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import requests
 from mlflow.entities import Metric, Param, RunStatus
@@ -43,8 +50,10 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.result import AUTO_RESULT_KEYS
 
-from trainables.artifacts import ARTIFACTS_KEY
-from trainables.runtime.session import PARAMS_KEY
+from trainables.artifacts import ARTIFACTS_KEY, PARAMS_KEY
+
+if TYPE_CHECKING:
+    from sweeps.plan import SweepPlan, TrialPlan
 
 PARENT_TAG = "sweep.parent"  # "1" on parent runs
 TRIAL_TAG = "ray.trial_id"
@@ -62,9 +71,26 @@ def metric_items(result: dict[str, Any]) -> list[tuple[str, float]]:
 
 
 def param_value(value: Any) -> str:
-    if isinstance(value, (tuple, list)):  # as the runner encodes them: '64-32' (integers), 'adam,sgd' (others)
-        return ("-" if all(isinstance(v, int) for v in value) else ",").join(map(str, value))
-    return str(value)
+    from trainables.config import encode_value
+
+    return str(encode_value(value))
+
+
+def cost_metrics(result: dict[str, Any], trial: "TrialPlan") -> dict[str, float]:
+    """The trial's device-seconds so far (and their price) at this report."""
+    device_s = float(result.get("time_total_s", 0.0)) * trial.resources.units
+    out = {"cost/device_s": device_s}
+    if trial.resources.usd_per_device_h:
+        out["cost/usd"] = device_s / 3600 * trial.resources.usd_per_device_h
+    return out
+
+
+def cost_params(trial: "TrialPlan") -> dict[str, str]:
+    r = trial.resources
+    params = {"cost.device": r.device, "cost.units": f"{r.units:g}"}
+    if r.usd_per_device_h:
+        params.update({"cost.usd_per_device_h": f"{r.usd_per_device_h:g}", "cost.instance": r.instance or "given"})
+    return params
 
 
 def trial_status(result: dict[str, Any], epochs: int | None) -> str:
@@ -89,15 +115,13 @@ def log_artifact_bytes(client: MlflowClient, run_id: str, path: str, data: bytes
 
 
 class MLflowRecorder(tune.Callback):
-    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str,
-                 derived_params: Callable[[dict], dict] | None = None, epochs_key: str | None = "epochs",
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, plan: "SweepPlan",
                  flush_rows: int = MAX_BATCH, flush_seconds: float = 10.0, retry_seconds: float = 5.0,
                  end_wait_seconds: float = 120.0):
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
-        self.derived_params = derived_params or (lambda config: {})
-        self.epochs_key = epochs_key
+        self.plan = plan
         self.flush_rows = min(flush_rows, MAX_BATCH)
         self.flush_seconds = flush_seconds
         self.retry_seconds = retry_seconds
@@ -107,6 +131,7 @@ class MLflowRecorder(tune.Callback):
     def _reset(self) -> None:
         self._client: MlflowClient | None = None
         self._runs: dict[str, str] = {}  # trial id -> MLflow run id
+        self._plans: dict[str, Any] = {}  # trial id -> its TrialPlan (its config parsed once on the driver)
         self._buffers: dict[str, list[Metric]] = {}  # metrics not yet written, per trial
         self._artifacts: dict[str, dict[str, bytes]] = {}  # artifacts not yet written, per trial: path -> bytes
         self._params: dict[str, dict[str, str]] = {}  # params a trial reported (PARAMS_KEY), not yet written
@@ -122,7 +147,7 @@ class MLflowRecorder(tune.Callback):
     # the client and buffers are rebuilt in the new driver.
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        for key in ("_client", "_runs", "_buffers", "_artifacts", "_params", "_last_step", "_trials", "_closing",
+        for key in ("_client", "_runs", "_plans", "_buffers", "_artifacts", "_params", "_last_step", "_trials", "_closing",
                     "_last_flush", "_down_since", "_next_try", "_orphans_checked"):
             state.pop(key, None)
         return state
@@ -142,6 +167,11 @@ class MLflowRecorder(tune.Callback):
             self._client = MlflowClient(self.tracking_uri)
         return self._client
 
+    def trial_plan(self, trial) -> "TrialPlan":
+        if trial.trial_id not in self._plans:
+            self._plans[trial.trial_id] = self.plan.trial(trial.config)
+        return self._plans[trial.trial_id]
+
     def _child_run(self, trial) -> str:
         """The trial's MLflow run: found by its trial-id tag (a resumed sweep) or created."""
         if trial.trial_id in self._runs:
@@ -159,13 +189,15 @@ class MLflowRecorder(tune.Callback):
             buffer[:] = [m for m in buffer if m.step > recorded]
             self._last_step[trial.trial_id] = max(self._last_step.get(trial.trial_id, 0), recorded)
         else:
+            from sweeps.plan import trial_params
+
+            planned = self.trial_plan(trial)
             run = self.client.create_run(
-                self.experiment_id, run_name=str(trial),
+                self.experiment_id, run_name=planned.name,
                 tags={"mlflow.parentRunId": self.parent_run_id, TRIAL_TAG: trial.trial_id, "trial_status": "running"},
             )
             run_id = run.info.run_id
-            params = {k: param_value(v) for k, v in trial.config.items()}
-            params.update({k: param_value(v) for k, v in self.derived_params(trial.config).items()})
+            params = {**trial_params(self.plan, planned), **cost_params(planned)}
             items = [Param(k, v) for k, v in params.items()]
             for i in range(0, len(items), 100):
                 self.client.log_batch(run_id, params=items[i:i + 100])
@@ -191,7 +223,8 @@ class MLflowRecorder(tune.Callback):
         self._last_step[trial.trial_id] = step
         timestamp = int(time.time() * 1000)
         buffer = self._buffers[trial.trial_id]
-        buffer.extend(Metric(key, value, timestamp, step) for key, value in metric_items(result))
+        numbers = [*metric_items(result), *cost_metrics(result, self.trial_plan(trial)).items()]
+        buffer.extend(Metric(key, value, timestamp, step) for key, value in numbers)
         self._artifacts[trial.trial_id].update(result.get(ARTIFACTS_KEY) or {})  # a later value of a path wins
         if result.get(PARAMS_KEY):
             self._params.setdefault(trial.trial_id, {}).update(
@@ -266,7 +299,8 @@ class MLflowRecorder(tune.Callback):
             self.client.set_tag(run_id, "trial_status", status)
             self.client.set_tag(run_id, "stopped_at_epoch", str(epoch))
             self.client.set_terminated(run_id, status=run_status)
-            for table in (self._runs, self._buffers, self._artifacts, self._params, self._trials, self._closing):
+            for table in (self._runs, self._plans, self._buffers, self._artifacts, self._params, self._trials,
+                          self._closing):
                 table.pop(tid, None)
 
     def flush(self, trial_id: str | None = None) -> bool:
@@ -288,7 +322,8 @@ class MLflowRecorder(tune.Callback):
         self.flush(trial.trial_id)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        epochs = int(trial.config.get(self.epochs_key, 0)) if self.epochs_key else None
+        key = self.plan.study.trial.epochs
+        epochs = int(getattr(self.trial_plan(trial).config, key)) if key else None
         self._close(trial, trial_status(trial.last_result or {}, epochs), RunStatus.to_string(RunStatus.FINISHED))
 
     def on_trial_error(self, iteration, trials, trial, **info):

@@ -21,19 +21,19 @@ test set of 171, pi = 0.3743: AdaBoost AUROC 0.9882, AUPR 0.9865, AUPRG 0.9925; 
 0.9917, AUPR 0.9887, AUPRG 0.9946.
 """
 
-from analysis.studies import roc_pr as figures
 from sweeps.runner import main
-from sweeps.study import Preset, Study
-from trainables.studies.roc_pr import RocPrConfig, make_data, train_roc_pr
+from sweeps.study import Preset, Study, Trial
+from trainables.studies.roc_pr import RocPrConfig
 
 CLASSIFIERS = {"classifier": ["adaboost", "logistic"]}
 
 STUDY = Study(
     name="roc_pr",
-    description=__doc__.split("\n")[0],
-    config_cls=RocPrConfig,
-    trial_fn=train_roc_pr,
-    make_data=make_data,
+    doc=__doc__,
+    config=RocPrConfig,
+    # one-shot: each classifier is fitted once and reports once
+    trial=Trial(run="trainables.studies.roc_pr:train_roc_pr", data="trainables.studies.roc_pr:make_data",
+                epochs=None),
     presets={
         "smoke": Preset("both classifiers on breast cancer, AdaBoost with 20 stumps (seconds)",
                         config={"n_estimators": 20}, space=CLASSIFIERS),
@@ -42,11 +42,6 @@ STUDY = Study(
         "paper": Preset("both classifiers on breast cancer, AdaBoost with 100 stumps (cheap: = quick)",
                         space=CLASSIFIERS),
     },
-    metric="test/auprg",
-    mode="max",
-    figures=figures.figures,
-    summary=figures.summary,
-    epochs_key=None,  # one-shot: each classifier is fitted once and reports once
 )
 
 if __name__ == "__main__":

@@ -19,19 +19,18 @@ r and 1/r). Paper preset (24 trials, 25 s of sweep, 59 s wall): 4 learners at r 
 slowest 5.97 / 7 (long run 6), fastest 1.80 / 3; 8 learners at r = 10: slowest 42.96 / 46 (43), fastest 3.40 / 7.
 """
 
-from analysis.studies import staleness as figures
 from sweeps.runner import main
-from sweeps.study import Preset, Study
-from trainables.studies.staleness import StalenessConfig, train_staleness
+from sweeps.study import Preset, Study, Trial, no_data
+from trainables.studies.staleness import StalenessConfig
 
 RATIOS = [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 10.0]
 
 STUDY = Study(
     name="staleness",
-    description=__doc__.split("\n")[0],
-    config_cls=StalenessConfig,
-    trial_fn=train_staleness,
-    make_data=lambda cfg: None,  # nothing shared: each trial computes its schedule
+    doc=__doc__,
+    config=StalenessConfig,
+    # one-shot: the schedule is computed once and reported once; nothing shared between trials
+    trial=Trial(run="trainables.studies.staleness:train_staleness", data=no_data, epochs=None),
     presets={
         "smoke": Preset("2 learners, r = 1, 2.5, 4, 20 time units (seconds)",
                         config={"horizon": 20.0}, space={"ratio": [1.0, 2.5, 4.0]}),
@@ -40,11 +39,6 @@ STUDY = Study(
         "paper": Preset("2, 4 and 8 learners, speeds evenly spaced from 1 to r, r = 1 .. 10, 100 time units (24 trials)",
                         config={"horizon": 100.0}, space={"ratio": RATIOS, "learners": [2, 4, 8]}),
     },
-    metric="staleness/mean",
-    mode="min",
-    figures=figures.figures,
-    summary=figures.summary,
-    epochs_key=None,  # one-shot: the schedule is computed once and reported once
 )
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
     python sweeps/transfer.py --set cache_features=true   # feature extractor: backbone features computed once
     python -m analysis transfer                       # redraw the figures and summary from MLflow
 
-Seven trials (trainables/studies/transfer.py): fine-tuning all layers at lr 0.001, 0.01 and 0.1, and the fixed
+Seven trials (trainables/studies/transfer/trial.py): fine-tuning all layers at lr 0.001, 0.01 and 0.1, and the fixed
 feature extractor (backbone frozen, only a new final layer trained) at lr 1, 0.1, 0.01 and 0.001; SGD with
 momentum 0.9, batch 64, lr x0.1 after 30%, 60% and 90% of the epochs. The target is a Visual Decathlon domain
 read by torchvision's own classes (Flowers102 by default). Weights: torchvision's (fetched once, the
@@ -17,34 +17,37 @@ images per class, split sizes, sample images). Seeds (`--set seeds=N`) are separ
 small model to fuse into a population. Figures: analysis/studies/transfer.py.
 """
 
-from analysis.studies import transfer as figures
 from sweeps.runner import main
-from sweeps.study import Context, Preset, Study
-from trainables.config import from_dict
-from trainables.models.pretrained import load_pretrained
-from trainables.studies.transfer import TransferConfig, derived_params, make_data, train_transfer
-from trainables.data.vision import dataset_summary
+from sweeps.study import Context, Hooks, Preset, Study, Trial
+from trainables.studies.transfer.config import TransferConfig
 
+TRIAL = "trainables.studies.transfer.trial"
 FINETUNE_LRS = (0.001, 0.01, 0.1)
 FEATURE_EXTRACTOR_LRS = (1.0, 0.1, 0.01, 0.001)
 POINTS = (tuple({"mode": "finetune", "lr": lr} for lr in FINETUNE_LRS)
           + tuple({"mode": "feature_extractor", "lr": lr} for lr in FEATURE_EXTRACTOR_LRS))
 
 
-def check_weights(base: dict, context: Context) -> dict:
+def check_weights(base: TransferConfig, context: Context) -> TransferConfig:
     """Before anything starts: the pretrained weights are on disk (or downloadable) and fit the network;
     otherwise a one-line error names the file and how to fetch it (exit 2)."""
-    cfg = from_dict(TransferConfig, base)
-    load_pretrained(cfg.arch, cfg.weights, cfg.weights_path)
+    from trainables.models.pretrained import load_pretrained
+
+    load_pretrained(base.arch, base.weights, base.weights_path)
     return base
+
+
+def describe_data(data) -> dict:
+    from trainables.data.vision import dataset_summary
+
+    return dataset_summary(data.images)
 
 
 STUDY = Study(
     name="transfer",
-    description=__doc__.split("\n")[0],
-    config_cls=TransferConfig,
-    trial_fn=train_transfer,
-    make_data=make_data,
+    doc=__doc__,
+    config=TransferConfig,
+    trial=Trial(run=f"{TRIAL}:train_transfer", data=f"{TRIAL}:make_data", params=f"{TRIAL}:transfer_params"),
     presets={
         "smoke": Preset("ResNet-18 at 32 px, each mode at one lr, 3 epochs (seconds; tests: fake Flowers102/DTD)",
                         config={"arch": "resnet18", "image_size": 32, "load_size": 36, "epochs": 3, "batch_size": 16},
@@ -58,13 +61,7 @@ STUDY = Study(
                         config={"arch": "resnet50", "image_size": 224, "load_size": 256, "epochs": 200},
                         points=POINTS, asha_grace_period=60),
     },
-    metric="val/accuracy",
-    mode="max",
-    figures=figures.figures,
-    summary=figures.summary,
-    derived_params=derived_params,
-    prepare=check_weights,
-    describe_data=lambda data: dataset_summary(data.images),
+    hooks=Hooks(prepare=check_weights, describe_data=describe_data),
 )
 
 if __name__ == "__main__":

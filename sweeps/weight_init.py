@@ -7,7 +7,7 @@
 
 An MLP of 5 hidden layers of 100 units (A. Perunicic, "Understand neural network weight initialization") on
 standardized MNIST; activation tanh, sigmoid or ReLU x initialization N(0, 0.01^2), N(0, 1), Glorot normal
-(Var = 2/(n_in + n_out)) or He normal (Var = 2/n_in) (trainables/studies/weight_init.py): 12 configurations, each
+(Var = 2/(n_in + n_out)) or He normal (Var = 2/n_in) (`INITS` below): 12 configurations, each
 ONE population trial of `seeds` replicas (seeds 0..N-1, fused). Plain SGD, momentum 0.9, lr 0.01, batch 64
 for all (no per-weight rescaling that would hide a bad start, as Adam's would). Each trial records, per
 replica and hidden layer, at initialization and after its last epoch, the activation mean/std, the fraction
@@ -20,21 +20,69 @@ Measured (quick, --set dataset=digits, 3 seeds, ~1 min on 2 CPUs): Glorot/He tra
 91-93% test accuracy; N(0, 0.01^2) stays at chance for all three; N(0, 1) diverges for tanh and ReLU.
 """
 
-from analysis.studies import weight_init as figures
-from sweeps.runner import main
-from sweeps.study import Preset, Study
-from trainables.image.trial import make_data, supports_population
-from trainables.studies.weight_init import INITS, STUDY_ACTIVATIONS, WeightInitConfig, derived_params, train_weight_init
+from dataclasses import dataclass, fields
 
+from sweeps.runner import main
+from sweeps.study import Preset, Study, image_trial
+from trainables.config import ConfigError
+from trainables.image.config import ClassifyConfig, ImageTrial, ModelOptions, loop_config
+
+# init -> the model options it sets, in the order the figures use (analysis/studies/weight_init.py labels them).
+INITS = {
+    "normal_small": {"weight_init": "normal", "init_sigma": 0.01},
+    "normal_large": {"weight_init": "normal", "init_sigma": 1.0},
+    "glorot": {"weight_init": "glorot"},
+    "he": {"weight_init": "he"},
+}
+STUDY_ACTIVATIONS = ("tanh", "sigmoid", "relu")  # the study's axis (any activation of ClassifyConfig runs)
+OWNED = ("weight_init", "init_sigma")  # what `init` sets
+DEFAULTS = {f.name: f.default for f in fields(ModelOptions) if f.name in OWNED}
 GRID = {"activation": list(STUDY_ACTIVATIONS), "init": list(INITS)}  # 3 x 4 = 12 configurations
+
+
+@dataclass(frozen=True)
+class WeightInitConfig(ClassifyConfig):
+    # Defaults: the paper-scale recipe (all of MNIST); presets shrink it.
+    dataset: str = "mnist"
+    model: str = "mlp"
+    widths: tuple[int, ...] = (100, 100, 100, 100, 100)  # 5 hidden layers of 100 units
+    activation: str = "tanh"  # the study sweeps tanh | sigmoid | relu
+    optimizer: str = "sgd"
+    lr: float = 0.01  # per step, constant
+    momentum: float = 0.9
+    batch_size: int = 64
+    epochs: int = 10
+    init: str = "glorot"  # normal_small | normal_large | glorot | he: sets weight_init and init_sigma
+    stats_samples: int = 1000  # test images of the fixed batch the layer statistics are measured on
+    bins: int = 50  # histogram bins per layer
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.init not in INITS:
+            raise ConfigError(f"init={self.init!r} is not one of {', '.join(INITS)}")
+        given = [key for key in OWNED if getattr(self, key) != DEFAULTS[key]]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: set by init in this study; choose one of "
+                              f"init={'|'.join(INITS)} instead")
+        if self.stats_samples <= 0 or self.bins <= 0:
+            raise ConfigError(f"stats_samples={self.stats_samples} and bins={self.bins} must be positive")
+
+
+def to_loop(cfg: WeightInitConfig) -> ImageTrial:
+    """The init's weight_init/init_sigma on the loop's config, and the layer statistics as a probe."""
+    from trainables.studies.weight_init import LayerStatistics
+
+    options = {**DEFAULTS, **INITS[cfg.init]}
+    return ImageTrial(loop=loop_config(cfg, **options), probes=(LayerStatistics(cfg.stats_samples, cfg.bins),),
+                      params=options)
+
 
 STUDY = Study(
     name="weight_init",
-    description=__doc__.split("\n")[0],
-    config_cls=WeightInitConfig,
-    trial_fn=train_weight_init,
-    data_parallel=True,
-    make_data=make_data,
+    doc=__doc__,
+    config=WeightInitConfig,
+    # the seeds of a config train as one fused population trial, on a CPU too (100-unit layers: fusing wins)
+    trial=image_trial(to_loop, population_on_cpu=True),
     presets={
         "smoke": Preset("12 configs x 2 seeds, at most 512/256 images, 2 epochs of batch 32, 256 stats images "
                         "(seconds; tests: fake MNIST)",
@@ -48,13 +96,6 @@ STUDY = Study(
                         config={"epochs": 10, "seeds": 10},
                         space=GRID, num_samples=12),
     },
-    metric="test/accuracy",
-    mode="max",
-    figures=figures.figures,
-    summary=figures.summary,
-    derived_params=derived_params,
-    population=supports_population,  # the seeds of a config train as one fused population trial
-    population_on_cpu=True,  # 100-unit layers: fusing wins on a CPU too
 )
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def test_trains_and_reports_every_metric(fashion_dir):
     assert last["train/loss"] < first["train/loss"]
     assert last["test/accuracy"] > 0.5  # ten classes, each a learnable pattern
     params = derived_params(config)
-    assert params["n_params"] > 10_000 and params["flops_per_sample"] > params["n_params"]
+    assert params["n_params"] > 10_000 and params["macs_per_sample"] > params["n_params"]
 
 
 def test_target_accuracy_stops_the_trial(fashion_dir):

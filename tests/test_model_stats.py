@@ -64,8 +64,8 @@ def test_hooks_agree_with_torch_flop_counter(name, shape):
 
 def test_model_summary():
     s = model_summary("resnet20", (3, 32, 32))
-    assert s == {"n_params": 269_722, "flops_per_sample": flop_counter_macs(build_model("resnet20", in_channels=3), (3, 32, 32))}
-    assert 40e6 < s["flops_per_sample"] < 42e6  # ~41M MACs, the usual figure for ResNet-20
+    assert s == {"n_params": 269_722, "macs_per_sample": flop_counter_macs(build_model("resnet20", in_channels=3), (3, 32, 32))}
+    assert 40e6 < s["macs_per_sample"] < 42e6  # ~41M MACs, the usual figure for ResNet-20
     assert model_summary("mlp", (1, 28, 28), widths=(100,))["n_params"] == 784 * 100 + 100 + 100 * 10 + 10
 
 
@@ -137,7 +137,7 @@ def test_paleo_and_achieved_ppp():
 def test_cli_model_and_tables(tmp_path, capsys):
     main(["resnet20", "--input", "3x32x32", "--out", str(tmp_path)])
     out = capsys.readouterr().out
-    assert f"total MACs: {model_summary('resnet20', (3, 32, 32))['flops_per_sample']}\n" in out
+    assert f"total MACs: {model_summary('resnet20', (3, 32, 32))['macs_per_sample']}\n" in out
     assert "total parameters: 269722\n" in out
     assert (tmp_path / "resnet20_layers.png").stat().st_size > 0
     assert len(pd.read_csv(tmp_path / "resnet20_layers.csv")) > 20
@@ -151,7 +151,7 @@ def test_cli_model_and_tables(tmp_path, capsys):
     main(["paleo", "resnet20", "--input", "3x32x32", "--device", "X=1"])
     last = capsys.readouterr().out.splitlines()[-1].split()  # device X, fp32, 1 TFLOP/s, forward ms, ...
     assert last[:2] == ["X", "fp32"] and float(last[2]) == 1.0
-    assert math.isclose(float(last[3]), 2 * model_summary("resnet20", (3, 32, 32))["flops_per_sample"] / 0.5e12 * 1e3, rel_tol=1e-2)
+    assert math.isclose(float(last[3]), 2 * model_summary("resnet20", (3, 32, 32))["macs_per_sample"] / 0.5e12 * 1e3, rel_tol=1e-2)
 
 
 def test_paleo_cli_picks_named_devices_and_rejects_unknown(capsys):

@@ -1,5 +1,6 @@
-"""The Optimus early stopper (analysis/schedulers.py): its rule on synthetic curves of known shape, fed to the
-scheduler as real Tune trials; then inside a real Tune run, and as `--scheduler optimus` of a smoke sweep."""
+"""The Optimus early-stopping scheduler (analysis/schedulers.py `OptimusScheduler`): its rule on synthetic curves
+of known shape, fed to the scheduler as real Tune trials; then inside a real Tune run, and as
+`--scheduler optimus` of a smoke sweep."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
 from conftest import ROOT, run_script
-from analysis.schedulers import OptimusStopper, default_min_points
+from analysis.schedulers import DEFAULT_MARGIN, OptimusScheduler, default_min_points
 
 MAX_T = 20
 STOP, CONTINUE = TrialScheduler.STOP, TrialScheduler.CONTINUE
@@ -33,7 +34,7 @@ HIGH_FLOOR_ERR = dict(b0=0.5, b1=2.0, b2=0.50)
 STEEP_ERR = dict(b0=0.6, b1=1.1, b2=0.05)  # 0.34 at epoch 4, ~0.13 at epoch 20
 
 
-def feed(stopper: OptimusStopper, values: list[float], metric: str = "loss") -> tuple[Trial, list[str]]:
+def feed(stopper: OptimusScheduler, values: list[float], metric: str = "loss") -> tuple[Trial, list[str]]:
     """Report `values` at epochs 1, 2, ... as one trial until the stopper says STOP; the decisions it made."""
     trial = Trial("__fake", stub=True)
     stopper.on_trial_add(None, trial)
@@ -47,14 +48,14 @@ def feed(stopper: OptimusStopper, values: list[float], metric: str = "loss") -> 
     return trial, decisions
 
 
-def stopper(mode: str = "min", metric: str = "loss", **kw) -> OptimusStopper:
-    return OptimusStopper(metric, mode, time_attr="epoch", max_t=MAX_T, **kw)
+def stopper(mode: str = "min", metric: str = "loss", **kw) -> OptimusScheduler:
+    return OptimusScheduler(metric, mode, time_attr="epoch", max_t=MAX_T, **kw)
 
 
 def test_defaults():
     assert default_min_points(20) == 4 and default_min_points(200) == 40 and default_min_points(3) == 4
     s = stopper()
-    assert s._min_points == 4 and s._margin == 0.2
+    assert s._min_points == 4 and s._margin == DEFAULT_MARGIN == 0.2
 
 
 def test_stops_a_high_floor_at_min_points_and_not_before():
@@ -136,7 +137,7 @@ def test_tune_config_metric_and_mode_must_agree():
     s = stopper()
     assert s.set_search_properties("loss", "min") and s.set_search_properties(None, None)
     assert not s.set_search_properties("acc", "min") and not s.set_search_properties("loss", "max")
-    bare = OptimusStopper(time_attr="epoch", max_t=MAX_T)
+    bare = OptimusScheduler(time_attr="epoch", max_t=MAX_T)
     with pytest.raises(ValueError, match="metric and a mode"):
         bare.on_trial_add(None, Trial("__fake", stub=True))
     assert bare.set_search_properties("loss", "min")
@@ -185,7 +186,7 @@ def test_in_a_real_tune_run_the_high_floor_trial_stops(tmp_path):
             param_space={"name": tune.grid_search(["good", "high floor", "steep"]),
                          "values": tune.sample_from(lambda spec: CURVES[spec.config["name"]])},
             tune_config=tune.TuneConfig(metric="loss", mode="min", max_concurrent_trials=1,
-                                        scheduler=OptimusStopper("loss", "min", time_attr="epoch", max_t=MAX_T)),
+                                        scheduler=OptimusScheduler("loss", "min", time_attr="epoch", max_t=MAX_T)),
             run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0))
         results = tuner.fit()
     finally:

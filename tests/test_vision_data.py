@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+import os
 import pickle
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -97,7 +100,9 @@ def test_missing_files_one_line_error(tmp_path):
     with pytest.raises(DatasetUnavailableError) as err:
         load_vision_data("fashion_mnist", tmp_path / "empty", download=False)
     msg = str(err.value)
-    assert "\n" not in msg and "FashionMNIST/raw/train-images-idx3-ubyte" in msg and str(tmp_path) in msg
+    assert "\n" not in msg and str(tmp_path) in msg
+    assert ("missing or corrupt FashionMNIST/raw/{train-images-idx3-ubyte,train-labels-idx1-ubyte,"
+            "t10k-images-idx3-ubyte,t10k-labels-idx1-ubyte} under") in msg  # grouped by folder, as a shell would
 
 
 class UnreachableMNIST(torchvision.datasets.MNIST):
@@ -106,10 +111,168 @@ class UnreachableMNIST(torchvision.datasets.MNIST):
 
 def test_failed_download_leaves_nothing(tmp_path, registry):
     registry("unreachable", UnreachableMNIST)
-    with pytest.raises(DatasetUnavailableError, match="download failed"):
+    with pytest.raises(DatasetUnavailableError) as err:
         load_vision_data("unreachable", tmp_path)
-    leftovers = [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")]
-    assert leftovers == []
+    msg = str(err.value)
+    # the cause in whole words (torchvision's multi-line "Tried <mirror>, got: <urlopen error ...>" reduced)
+    assert "\n" not in msg and "(download failed: [Errno 111] Connection refused (127.0.0.1));" in msg
+    assert list(tmp_path.iterdir()) == []  # no temp folder, no .unreachable.lock
+
+
+@pytest.fixture
+def mnist_offline(monkeypatch):
+    """The production 'mnist' entry (its offline hint) with no network: its mirror refuses at once."""
+    monkeypatch.setitem(DATASETS, "mnist", dataclasses.replace(DATASETS["mnist"], cls=UnreachableMNIST))
+
+
+def test_mnist_error_names_the_offline_sets(tmp_path, mnist_offline):
+    with pytest.raises(DatasetUnavailableError) as err:
+        load_vision_data("mnist", tmp_path)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("dataset 'mnist': missing or corrupt UnreachableMNIST/raw/")
+    assert msg.endswith("; offline: `--set dataset=mnist5k` (5,000 real MNIST images, no download) or "
+                        "`--set dataset=digits`")
+    assert "python -m trainables.data.vision mnist --data-dir DIR" in msg
+
+
+@pytest.mark.parametrize("name", ["fashion_mnist", "cifar10", "cifar100"])
+def test_no_offline_copy_but_a_smoke_check(tmp_path, name):
+    with pytest.raises(DatasetUnavailableError) as err:
+        load_vision_data(name, tmp_path, download=False)
+    msg = str(err.value)
+    assert "\n" not in msg and "(download disabled)" in msg
+    assert msg.endswith("there is no offline copy of it, but `--set dataset=mnist5k` or `--set dataset=digits` "
+                        "runs offline for a smoke check")
+    assert list(tmp_path.iterdir()) == []  # download=False creates nothing
+
+
+def test_download_cause_in_whole_words():
+    cause = vision_data._download_cause
+    long = RuntimeError("the server said " + "something quite long " * 20 + "\nand a second line")
+    text = cause(long, torchvision.datasets.CIFAR10)
+    assert text.startswith("RuntimeError: the server said something") and text.endswith(" long ...")
+    assert len(text) < 130 and "second line" not in text
+    two_mirrors = RuntimeError("Error downloading x.gz:\nTried https://a.example/mnist/, got:\n<urlopen error "
+                               "[Errno -3] Temporary failure in name resolution>\nTried http://b.example/, got:\n"
+                               "HTTP Error 503: Service Unavailable\n")
+    assert cause(two_mirrors, UnreachableMNIST) == ("[Errno -3] Temporary failure in name resolution (a.example); "
+                                                    "HTTP Error 503: Service Unavailable (b.example)")
+    import urllib.error
+    refused = urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+    assert cause(refused, torchvision.datasets.CIFAR10) == "[Errno 111] Connection refused (www.cs.toronto.edu)"
+    assert cause(OSError(28, "No space left on device"), torchvision.datasets.CIFAR10) == \
+        "OSError: [Errno 28] No space left on device"
+
+
+def test_http_error_names_status_and_host(tmp_path, registry):
+    """A real HTTP server that has no such file: CIFAR's download fails with a 404."""
+    import functools
+    import http.server
+    import threading
+
+    (tmp_path / "served").mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "served"))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/cifar-10-python.tar.gz"
+        registry("cifar_404", type("Cifar404", (UncheckedCIFAR10,), {"url": url}))
+        with pytest.raises(DatasetUnavailableError) as err:
+            load_vision_data("cifar_404", tmp_path / "data")
+    finally:
+        server.shutdown()
+    msg = str(err.value)
+    assert "\n" not in msg and "(download failed: HTTP 404 File not found (127.0.0.1));" in msg
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+# ---- the lock between concurrent trials, and data folders that cannot be written ----
+
+def _count_under_lock(lock_path, counter, rounds: int) -> None:
+    """Read-sleep-write a counter under the lock: without mutual exclusion, increments get lost."""
+    for _ in range(rounds):
+        with vision_data._DataLock(lock_path):
+            n = int(counter.read_text())
+            time.sleep(0.0005)
+            counter.write_text(str(n + 1))
+
+
+def test_lock_excludes_across_processes_and_leaves_no_file(tmp_path):
+    """Every holder removes the lock file on release; a waiter that wakes on a removed file must start over,
+    else it and a newcomer on the new file hold the lock together (and lose increments here)."""
+    counter = tmp_path / "counter"
+    counter.write_text("0")
+    lock_path = tmp_path / ".x.lock"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_count_under_lock, args=(lock_path, counter, 60)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0] * 4
+    assert int(counter.read_text()) == 240
+    assert not lock_path.exists()
+
+
+def _load_unreachable(root, queue) -> None:
+    DATASETS["unreachable"] = DatasetSpec(UnreachableMNIST, 10)  # in this forked child only
+    try:
+        load_vision_data("unreachable", root)
+        queue.put("loaded")
+    except DatasetUnavailableError as e:
+        queue.put(str(e))
+
+
+def test_concurrent_failed_downloads_leave_nothing(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_load_unreachable, args=(tmp_path, queue)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    messages = [queue.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(60)
+    assert all("download failed: [Errno 111] Connection refused" in m for m in messages), messages
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_data_folder_that_cannot_be_created(tmp_path, mnist_offline):
+    (tmp_path / "file").write_text("")
+    folder = tmp_path / "file" / "data"  # under a regular file: no one can create it
+    with pytest.raises(DatasetUnavailableError) as err:
+        load_vision_data("mnist", folder)
+    msg = str(err.value)
+    assert "\n" not in msg and f"the data folder {folder} cannot be created ({tmp_path / 'file'} is a file" in msg
+    assert "pass --data-dir" in msg and "`--set dataset=mnist5k`" in msg
+
+
+def test_read_only_folder_with_the_files_is_read_as_is(tmp_path):
+    folder = tmp_path / "ro"
+    raw = make_mnist(folder, "MNIST")
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    folder.chmod(0o500)
+    try:
+        data = load_vision_data("mnist", folder)  # download allowed, but nothing is needed: no lock taken
+    finally:
+        folder.chmod(0o700)
+    np.testing.assert_array_equal(data.test.labels, raw["t10k"][1])
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a 0o500 folder")
+def test_read_only_folder_without_the_files(tmp_path, mnist_offline):
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o500)
+    try:
+        with pytest.raises(DatasetUnavailableError) as err:
+            load_vision_data("mnist", folder)
+    finally:
+        folder.chmod(0o700)
+    msg = str(err.value)
+    assert "\n" not in msg and f"under {folder}, a folder this process cannot write" in msg
+    assert "pass --data-dir" in msg and "`--set dataset=mnist5k`" in msg and "download failed" not in msg
+    assert list(folder.iterdir()) == []
 
 
 def test_default_dir(monkeypatch):
@@ -271,15 +434,17 @@ def test_size_and_val_size_errors(tmp_path):
         load_vision_data("digits", size=32)
 
 
-@pytest.mark.parametrize("name,missing", [("dtd", "dtd/dtd/labels/train1.txt"),
-                                          ("fgvc_aircraft", "fgvc-aircraft-2013b/data/variants.txt"),
-                                          ("flowers102", "flowers-102/setid.mat")])
+@pytest.mark.parametrize("name,missing", [
+    ("dtd", "dtd/dtd/images, dtd/dtd/labels/{train1.txt,val1.txt,test1.txt}"),
+    ("fgvc_aircraft", "fgvc-aircraft-2013b/data/{images,variants.txt,images_variant_train.txt,"),
+    ("flowers102", "flowers-102/{jpg,imagelabels.mat,setid.mat}")])
 def test_file_dataset_missing_one_line_error(tmp_path, name, missing):
     with pytest.raises(DatasetUnavailableError) as err:
         load_vision_data(name, tmp_path / "empty", download=False)
     msg = str(err.value)
     assert "\n" not in msg and missing in msg and str(tmp_path) in msg
     assert f"python -m trainables.data.vision {name} --data-dir DIR" in msg
+    assert "mnist5k" not in msg  # no offline alternative for transfer learning's data sets
 
 
 def test_missing_image_names_the_file(tmp_path):

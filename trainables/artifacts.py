@@ -21,6 +21,9 @@ import json
 from typing import Any
 
 ARTIFACTS_KEY = "artifacts"  # the result key that carries a report's encoded artifacts
+# A report's metrics may carry {PARAMS_KEY: {name: str}}: values known only inside the trial (e.g. the device's
+# name, "GPU type"), which the driver's recorder logs as MLflow params of the trial's run (sweeps/recording.py).
+PARAMS_KEY = "run_params"
 MAX_BYTES = 16 * 2**20  # per report: artifacts ride with the result through Ray; larger data belongs in storage
 
 

@@ -1,9 +1,15 @@
-"""Typed, frozen trial configs built from plain dicts, with loud errors.
+"""Typed, frozen trial configs built from plain dicts, with loud errors, and their one plain encoding.
 
-A study declares its config as a frozen dataclass; the runner and the trainable
-build it from the Tune config dict with `from_dict`, and `--set key=value`
-overrides are parsed by the field's type with `parse_value`. Unknown keys and
-mistyped values raise `ConfigError`, whose message is one line naming the fix.
+A study declares its config as a frozen dataclass; the driver builds it once from the preset and the
+`--set key=value` overrides (parsed by the field's type with `parse_value`), and a trial builds its own once
+from the plain values Ray Tune carries (`from_dict`). Unknown keys and mistyped values raise `ConfigError`,
+whose message is one line naming the fix.
+
+What Tune carries and what MLflow records are the same plain values, `encode_value` of each field: tuples of
+integers as '64-32', other tuples as 'adam,sgd', everything else as it is; `from_dict` reads them back.
+
+    >>> encode_value((256, 128, 64)), encode_value(("adam", "sgd")), encode_value(0.1)
+    ('256-128-64', 'adam,sgd', 0.1)
 """
 
 from __future__ import annotations
@@ -17,7 +23,12 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class InputError(Exception):
+    """Bad input whose message is one line naming the fix: a study's command line prints it and exits with code 2
+    (a bad config value, a data set or weights file that is missing, records a step needs that are not there)."""
+
+
+class ConfigError(InputError, ValueError):
     """A bad configuration value; the message is one line meant for the user."""
 
 
@@ -115,6 +126,14 @@ def parse_value(cls: type, key: str, text: str) -> Any:
     return _coerce(key, text, annotation)
 
 
+def coerce_value(cls: type, key: str, value: Any) -> Any:
+    """One value of `cls.key` as its field's type (e.g. a preset's '64-32' for a tuple of integers)."""
+    types_ = _field_types(cls)
+    if key not in types_:
+        raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(sorted(types_))}")
+    return _coerce(key, value, types_[key])
+
+
 def from_dict(cls: type[T], values: dict[str, Any]) -> T:
     """Build the frozen dataclass `cls`, rejecting unknown keys and mistyped values."""
     types_ = _field_types(cls)
@@ -128,3 +147,17 @@ def from_dict(cls: type[T], values: dict[str, Any]) -> T:
 def to_dict(config: Any) -> dict[str, Any]:
     """Flat dict of a config dataclass, with tuples kept as tuples."""
     return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+
+
+def encode_value(value: Any) -> Any:
+    """A config value as Tune carries it and MLflow records it: tuples as strings ('64-32' for integers,
+    'adam,sgd' for others), anything else unchanged; `from_dict` parses it back by the field's type."""
+    if not isinstance(value, (tuple, list)):
+        return value
+    return ("-" if value and all(isinstance(v, int) and not isinstance(v, bool) for v in value) else ",").join(
+        map(str, value))
+
+
+def encode(config: Any) -> dict[str, Any]:
+    """Every field of a config dataclass, encoded (`encode_value`)."""
+    return {key: encode_value(value) for key, value in to_dict(config).items()}

@@ -35,6 +35,9 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from analysis.plotting import save_figure  # noqa: E402
 from analysis.records import Sweep, default_tracking_uri, metric_history  # noqa: E402
 
+METRIC = "test/error"  # what the trials are compared by: ASHA, the overview figures, `python -m analysis list`
+MODE = "min"
+
 ACC = "test/accuracy"
 HE_RESNET44_ERROR = 7.17  # % test error, He et al. 2015 Table 6 (no cutout, 64k iterations of batch 128)
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)  # for drawing only

@@ -26,6 +26,9 @@ from analysis.curves import (best_accuracy, client_of, curve_figures, empty, fin
 from analysis.plotting import save_figure  # noqa: E402
 from analysis.records import RecordsError  # noqa: E402
 
+METRIC = "test/accuracy"  # what the trials are compared by: ASHA, the overview figures, `python -m analysis list`
+MODE = "max"
+
 
 def _cyclic(runs: pd.DataFrame) -> bool:
     return "batch_policy" in runs and (runs["batch_policy"] == "cyclic").any()

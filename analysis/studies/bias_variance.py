@@ -29,6 +29,9 @@ import pandas as pd  # noqa: E402
 from analysis.plotting import save_figure  # noqa: E402
 from analysis.records import trial_artifact  # noqa: E402
 
+METRIC = "test/mse"  # what the trials are compared by: ASHA, the overview figures, `python -m analysis list`
+MODE = "min"
+
 ILLUSTRATED = (1, 3, 10)  # the degrees of the 20-point illustration
 RIDGE_DEGREE = 10
 TABLE, RIDGE_TABLE = "bias_variance.csv", "ridge.csv"

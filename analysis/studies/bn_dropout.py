@@ -40,8 +40,16 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 
 from analysis.plotting import save_figure  # noqa: E402
 from analysis.records import per_replica, replica_curves, trial_artifact  # noqa: E402
-from trainables.bn_dropout import LABELS, SETUPS  # noqa: E402
 from trainables.image.trial import BATCHNORM_TABLE  # noqa: E402
+
+# The five setups of the study (sweeps/bn_dropout.py), in the order the figures show them, and their labels.
+LABELS = {"bn": "(a) batch norm", "bn_input": "(b) batch norm + on input", "dropout": "(c) dropout 0.2/0.5",
+          "bn_dropout": "(d) batch norm + dropout", "baseline": "(e) neither"}
+SETUPS = tuple(LABELS)
+WITH_BATCH_NORM = ("bn", "bn_input", "bn_dropout")
+
+METRIC = "test/accuracy"  # what the trials are compared by: ASHA, the overview figures, `python -m analysis list`
+MODE = "max"
 
 LECUN_LENET5_ERROR = 0.95  # % test error of LeNet-5 on MNIST, no distortions (LeCun et al. 1998, Fig. 9)
 METRICS = {"train/loss": "train_loss", "train/accuracy": "train_accuracy", "test/loss": "test_loss",
@@ -114,7 +122,7 @@ def bn_parameters(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     uri = ok.attrs.get("tracking_uri")
     tables, missing = [], []
     for run in ok.to_dict("records"):
-        if not (SETUPS[run["setup"]].get("batch_norm") or SETUPS[run["setup"]].get("input_batch_norm")):
+        if run["setup"] not in WITH_BATCH_NORM:
             continue
         try:
             table = trial_artifact(uri, run["run_id"], BATCHNORM_TABLE)

@@ -21,8 +21,11 @@ import pandas as pd  # noqa: E402
 from analysis.curves import POLICY_COLORS, best_accuracy, client_of, curve_figures, empty, finished, label, missing  # noqa: E402
 from analysis.plotting import save_figure  # noqa: E402
 from trainables.config import from_dict  # noqa: E402
-from trainables.image.trial import ClassifyConfig  # noqa: E402
+from trainables.image.config import ClassifyConfig  # noqa: E402
 from trainables.training.schedules import lr_schedule  # noqa: E402
+
+METRIC = "val/accuracy"  # what the trials are compared by: ASHA, the overview figures, `python -m analysis list`
+MODE = "max"
 
 
 def config_of(run: pd.Series) -> ClassifyConfig:

@@ -27,6 +27,9 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 from analysis.plotting import save_figure  # noqa: E402
 from analysis.records import per_replica  # noqa: E402
 
+METRIC = "test/rmse"  # what the trials are compared by: ASHA, the overview figures, `python -m analysis list`
+MODE = "min"
+
 DEPTH_COLORS = {1: "tab:blue", 2: "tab:orange", 3: "tab:green"}
 RMSE = "test/rmse"
 TRAIN_S = "time/train_s"

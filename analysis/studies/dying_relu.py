@@ -28,6 +28,9 @@ from scipy.stats import norm  # noqa: E402
 from analysis.plotting import save_figure  # noqa: E402
 from analysis.records import trial_artifact  # noqa: E402
 
+METRIC = "collapse/fraction"  # what the trials are compared by: ASHA, the overview figures, `python -m analysis list`
+MODE = "min"
+
 LU_2019 = {"depth": 10, "width": 2, "activation": "relu", "collapse": 0.9,
            "text": "Lu et al. 2019: over 90% collapse at depth 10, width 2 (ReLU)"}
 COLORS = {"relu": "tab:red", "leaky_relu": "tab:blue"}

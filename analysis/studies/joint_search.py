@@ -22,6 +22,9 @@ from analysis.curves import empty, finished, latest_runs  # noqa: E402
 from analysis.plotting import save_figure  # noqa: E402
 from analysis.records import find_sweep  # noqa: E402
 
+METRIC = "val/accuracy"  # what the trials are compared by: ASHA, the overview figures, `python -m analysis list`
+MODE = "max"
+
 
 def search_trace(runs: pd.DataFrame) -> pd.DataFrame:
     """Best validation accuracy found so far after each trial (in creation order) and the compute spent

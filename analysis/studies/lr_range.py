@@ -24,6 +24,9 @@ from analysis.curves import client_of, empty, history, pick_bounds  # noqa: E402
 from analysis.plotting import save_figure  # noqa: E402
 from analysis.records import RecordsError  # noqa: E402
 
+METRIC = "train/loss"  # what the trials are compared by: ASHA, the overview figures, `python -m analysis list`
+MODE = "min"
+
 DIVERGE_FACTOR = 4.0  # a final loss above 4x the smallest LR's (discrete) or the best stage's (continuous)
 
 

@@ -34,6 +34,9 @@ from analysis.plotting import save_figure  # noqa: E402
 from analysis.records import per_replica, replica_curves  # noqa: E402
 from trainables.studies.optimizers import METHODS, REGULARIZATIONS  # noqa: E402
 
+METRIC = "test/accuracy"  # what the trials are compared by: ASHA, the overview figures, `python -m analysis list`
+MODE = "max"
+
 LABELS = {"adagrad": "AdaGrad", "rmsprop": "RMSProp", "rmsprop_nesterov": "RMSProp+Nesterov",
           "adadelta": "AdaDelta", "adam": "Adam"}
 COLORS = dict(zip(METHODS, plt.get_cmap("tab10").colors))

@@ -45,6 +45,9 @@ from analysis.loss_curves import LossFit, fit_loss_curve, loss_model  # noqa: E4
 from analysis.plotting import save_figure  # noqa: E402
 from analysis.records import PARENT_TAG, RecordsError, load_sweep, trial_artifact  # noqa: E402
 
+METRIC = "test/accuracy"  # what the trials are compared by: ASHA, the overview figures, `python -m analysis list`
+MODE = "max"
+
 STUDY = "optimus"
 EPS = 1e-3  # added to a coefficient before its log (a coefficient fitted at its bound 0 stays finite)
 COEFFICIENTS = ("b0", "b1", "b2")

@@ -28,6 +28,9 @@ from analysis.plotting import save_figure  # noqa: E402
 from analysis.records import trial_artifact  # noqa: E402
 from trainables.studies.perceptron_hinge import disagreement  # noqa: E402
 
+METRIC = "test/acc_mean"  # what the trials are compared by: ASHA, the overview figures, `python -m analysis list`
+MODE = "max"
+
 TABLE = "perceptron_hinge.csv"
 COLUMNS = {"test/acc_mean": "acc_mean", "test/acc_std": "acc_std", "test/disagreement": "disagreement",
            "test/unstable_points": "unstable_points", "train/converged_fraction": "converged",
@@ -66,27 +69,29 @@ def figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     colors = dict(zip(table["run_id"], plt.rcParams["axes.prop_cycle"].by_key()["color"][:len(table)]))
     paths = []
 
-    fig, ax = plt.subplots(figsize=(5.4, 6.4))  # 1. one training set, both lines
+    fig, ax = plt.subplots(figsize=(8.4, 4.9))  # 1. one training set, both lines; the legend on the right
     example = trial_artifact(uri, table["run_id"].iloc[0], "example_train.csv")
     for sign, marker in ((1, "o"), (-1, "x")):
         part = example[example["y"] == sign]
         ax.scatter(part["x1"], part["x2"], marker=marker, color="black", s=30,
                    label="y = +1 (x1 > x2)" if sign > 0 else "y = -1")
     t = np.linspace(0, 1, 2)
-    ax.plot(t, t, color="black", linewidth=1, linestyle="--", label="true line x1 = x2")
     for r in table.itertuples():
         w = reps[r.run_id].iloc[0]
         # w1 x1 + w2 x2 = 0  ->  x2 = -(w1 / w2) x1
         ax.plot(t, -(w["w1"] / w["w2"]) * t, color=colors[r.run_id], linewidth=2,
-                label=f"{r.loss}: w = ({w['w1']:.2f}, {w['w2']:.2f}), {'converged' if w['converged'] else 'not converged'}"
-                      f" in {int(w['epochs'])} epochs")
+                label=f"{r.loss}: w = ({w['w1']:.2f}, {w['w2']:.2f}),\n"
+                      f"{'converged' if w['converged'] else 'not converged'} in {int(w['epochs'])} epochs")
+    # on top of the learned lines, which lie close to it
+    ax.plot(t, t, color="black", linewidth=1.2, linestyle="--", zorder=4, label="true line x1 = x2")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_aspect("equal")
+    ax.set_anchor("W")  # the square plot at the left, its legend right of it
     ax.set_xlabel("x1")
     ax.set_ylabel("x2")
-    ax.set_title("Training set 0 and the learned lines w . x = 0 (no bias)", fontsize=9)
-    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.12))
+    ax.set_title("Training set 0 and the learned lines w . x = 0 (no bias)", fontsize=10)
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.04, 1.0), borderaxespad=0)
     paths.append(save_figure(fig, out_dir / "decision_lines.png"))
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))  # 2. test accuracy
@@ -127,7 +132,7 @@ def figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     ax.legend(fontsize=7)
     paths.append(save_figure(fig, out_dir / "disagreement.png"))
 
-    fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.0))  # 4. directions
+    fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.4))  # 4. directions
     for r in table.itertuples():
         rep = reps[r.run_id]
         axes[0].hist(rep["angle_deg"] + 45, bins=60, histtype="step", linewidth=1.6, color=colors[r.run_id],
@@ -135,13 +140,13 @@ def figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         axes[1].hist(np.clip((rep["angle_deg"] - rep["maxmargin_angle_deg"]).abs(), 1e-3, None),
                      bins=np.logspace(-3, 2, 50), histtype="step", linewidth=1.6, color=colors[r.run_id],
                      label=f"{r.loss}: mean {r.angle_maxmargin_deg:.3f}°")
-    axes[0].set_xlabel("angle of w to the true normal (1, -1), degrees")
-    axes[1].set_xlabel("|angle of w - angle of the max-margin normal|, degrees (clipped at 1e-3)")
+    axes[0].set_xlabel("angle of w to the true normal (1, -1), degrees\n ")  # two lines, as on the right
+    axes[1].set_xlabel("|angle of w - angle of the max-margin normal|, degrees\n(log scale; below 1e-3 counted at 1e-3)")
     axes[1].set_xscale("log")
     for ax in axes:
         ax.set_ylabel("training sets")
-        ax.legend(fontsize=7)
-    fig.suptitle("Direction of the learned w", fontsize=9)
+        ax.legend(fontsize=8)
+    fig.suptitle("Direction of the learned w", fontsize=10)
     paths.append(save_figure(fig, out_dir / "angles.png"))
     return paths
 

@@ -27,6 +27,9 @@ import pandas as pd  # noqa: E402
 from analysis.plotting import save_figure  # noqa: E402
 from analysis.records import trial_artifact  # noqa: E402
 
+METRIC = "test/auprg"  # what the trials are compared by: ASHA, the overview figures, `python -m analysis list`
+MODE = "max"
+
 TABLE = "roc_pr.csv"
 COLORS = {"adaboost": "tab:orange", "logistic": "tab:blue"}
 NAMES = {"adaboost": "AdaBoost", "logistic": "logistic regression"}

@@ -25,6 +25,9 @@ import pandas as pd  # noqa: E402
 
 from analysis.plotting import save_figure  # noqa: E402
 
+METRIC = "perf/steady_images_per_s"  # what the trials are compared by: ASHA, the overview figures, `python -m analysis list`
+MODE = "max"
+
 THROUGHPUT = "perf/steady_images_per_s"
 MODES = {"strong": ("tab:blue", "strong scaling (global batch fixed)"),
          "weak": ("tab:orange", "weak scaling (batch per worker fixed)")}

@@ -3,8 +3,9 @@
     python -m analysis staleness [--parent-run ID] [--results-dir DIR]
 
 1. staleness_vs_ratio.png: mean (left) and max (right) staleness of the slowest and the fastest learner vs the
-   speed ratio (fastest / slowest), one colour per learner count, with the long-run mean sum_{j!=i} s_j / s_i
-   dashed (r and 1/r for two learners);
+   speed ratio (fastest / slowest), one colour per learner count (wide, translucent), with the long-run mean
+   sum_{j!=i} s_j / s_i as a thin black dashed line drawn on top (r and 1/r for two learners: it runs along the
+   middle of the measured line where the two agree);
 2. staleness_hist.png: the distribution of staleness (share of each learner's gradients) per speed ratio, for
    the smallest learner count swept (two learners: the slow one in orange, the fast one in blue);
 3. timeline.png: one schedule (the run nearest ratio 2.5, smallest learner count): every gradient applied by
@@ -27,6 +28,9 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from analysis.plotting import save_figure  # noqa: E402
 from analysis.records import trial_artifact  # noqa: E402
+
+METRIC = "staleness/mean"  # what the trials are compared by: ASHA, the overview figures, `python -m analysis list`
+MODE = "min"
 
 TABLE = "staleness.csv"
 TIMELINE_RATIO, TIMELINE_SPAN = 2.5, 4.0  # the schedule drawn: ratio nearest 2.5, time units [0, 4]
@@ -83,9 +87,12 @@ def figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         for part, marker, name in ((slow, "o", "slowest"), (fast, "s", "fastest")):
             if n == 1 and name == "fastest":
                 continue
-            axes[0].plot(part["ratio"], part["staleness_mean"], marker + "-", color=color,
-                         label=f"{n} learners, {name}" if n > 1 else "1 learner")
-            axes[0].plot(part["ratio"], part["expected_mean"], "--", color=color, alpha=0.5, linewidth=1)
+            axes[0].plot(part["ratio"], part["staleness_mean"], marker + "-", color=color, linewidth=2.5,
+                         markersize=7, alpha=0.55, label=f"{n} learners, {name}" if n > 1 else "1 learner")
+            # the long run on top, thin and black: where it equals the measured mean it runs along its middle
+            axes[0].plot(part["ratio"], part["expected_mean"], "--", color="black", linewidth=1, zorder=4,
+                         label="long run: sum of the others' speeds / own speed" if c == 0 and name == "slowest"
+                         else None)
             axes[1].plot(part["ratio"], part["staleness_max"], marker + "-", color=color,
                          label=f"{n} learners, {name}" if n > 1 else "1 learner")
     axes[0].set_yscale("symlog", linthresh=0.1)
@@ -97,10 +104,13 @@ def figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         ax.set_xlabel("speed ratio r = fastest / slowest (speeds evenly spaced from 1 to r)", fontsize=9)
         ax.set_ylabel(f"{what} staleness (updates between read and update)")
         ax.grid(True, alpha=0.3)
-    axes[1].legend(fontsize=7)  # the same lines on the left
+    handles, labels = axes[0].get_legend_handles_labels()
+    last = sorted(range(len(labels)), key=lambda i: labels[i].startswith("long run"))  # the long run last
+    axes[0].legend([handles[i] for i in last], [labels[i] for i in last], fontsize=8)
+    axes[1].legend(fontsize=8)
     horizon = table["horizon"].iloc[0]
     axes[0].set_title(f"Mean staleness per learner (horizon {horizon:g} time units)\n"
-                      f"dashed: long run, sum of the others' speeds / own speed", fontsize=9)
+                      f"measured (colour) and the long run (black dashed, on top)", fontsize=9)
     axes[1].set_title("Max staleness per learner", fontsize=9)
     paths.append(save_figure(fig, out_dir / "staleness_vs_ratio.png"))
 

@@ -34,6 +34,9 @@ from analysis.datasets import artifacts_from_run, draw_summary  # noqa: E402
 from analysis.plotting import save_figure  # noqa: E402
 from analysis.records import replica_curves  # noqa: E402
 
+METRIC = "val/accuracy"  # what the trials are compared by: ASHA, the overview figures, `python -m analysis list`
+MODE = "max"
+
 MODES = {"finetune": "fine-tuning (all layers)", "feature_extractor": "feature extractor (new final layer only)"}
 COLORS = {"finetune": "tab:red", "feature_extractor": "tab:blue"}
 # PyTorch's transfer-learning tutorial: ResNet-18 on ants vs bees (~120 training images per class), 25 epochs.

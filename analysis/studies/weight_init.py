@@ -39,7 +39,16 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 
 from analysis.plotting import save_figure  # noqa: E402
 from analysis.records import per_replica, trial_artifact  # noqa: E402
-from trainables.studies.weight_init import HISTOGRAMS, INITS, LABELS, LAYER_STATS, STUDY_ACTIVATIONS  # noqa: E402
+from trainables.studies.weight_init import HISTOGRAMS, LAYER_STATS  # noqa: E402
+
+# The study's initializations (sweeps/weight_init.py) in the order the figures show them, with their labels, and
+# its activations in order.
+LABELS = {"normal_small": "N(0, 0.01²)", "normal_large": "N(0, 1)", "glorot": "Glorot normal", "he": "He normal"}
+INITS = tuple(LABELS)
+STUDY_ACTIVATIONS = ("tanh", "sigmoid", "relu")
+
+METRIC = "test/accuracy"  # what the trials are compared by: ASHA, the overview figures, `python -m analysis list`
+MODE = "max"
 
 COLORS = {"normal_small": "tab:blue", "normal_large": "tab:red", "glorot": "tab:green", "he": "tab:purple"}
 STATS = ["act_mean", "act_std", "zero_frac", "sat_frac", "grad_norm"]

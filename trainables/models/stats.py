@@ -99,7 +99,7 @@ def model_summary(model_name: str, input_shape: tuple[int, ...], **model_kw) -> 
     """What every image-study trial logs: parameter count and MACs per sample (one forward pass)."""
     table = layer_table(build_for_input(model_name, input_shape, **model_kw), input_shape)
     t = totals(table)
-    return {"n_params": t["params"], "flops_per_sample": t["macs"]}
+    return {"n_params": t["params"], "macs_per_sample": t["macs"]}
 
 
 # --- study tables ------------------------------------------------------------------------------

@@ -6,7 +6,8 @@
 How (the pattern that works with Ray 2.60, whose Train V2 cannot be handed to a Tuner):
 - the Tune trial is a function trainable holding a tiny CPU share (`DRIVER_CPU`); it builds a
   `TorchTrainer` whose `ray.train.RunConfig` carries `TuneReportCallback`, and calls `.fit()`;
-- every worker runs the study's unchanged `trial_fn(config, data, session)` with a `DDPSession`:
+- every worker runs the study's unchanged trial function `run(task, data, session, device)` with a
+  `DDPSession` and the device Ray assigned the worker (trainables.runtime.devices):
   `session.distributed` tells the shared loop (trainables/image/trial.py) to wrap the
   model in DistributedDataParallel, train on its shard of each epoch (trainables/training/classify.py,
   `shard=`) and sum the epoch's statistics over ranks;
@@ -23,13 +24,12 @@ share, so N workers of C CPUs fit on N x C CPUs (2 workers on a 2-CPU machine, o
 two 1-CPU nodes). The runner runs DDP trials one at a time unless --max-concurrent says otherwise
 (they take the machine, and overlapping trials would distort each other's timings).
 
-Test hook: `DLSWEEPS_DDP_FAULT=raise|exit:EPOCH:RANK:MARKER` makes rank RANK raise (or exit)
-right after reporting epoch EPOCH, once (it creates the file MARKER; an existing MARKER disarms it).
+`REPORT_OBSERVERS` are called with (epoch, rank) after every report of a worker (the tests' fault injection,
+tests/fault_injection.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import hashlib
 import os
@@ -44,6 +44,7 @@ import torch.distributed
 from trainables.runtime import ray_internals as ray_internals
 from trainables.artifacts import ARTIFACTS_KEY, encode_all
 from trainables.config import ConfigError
+from trainables.runtime.devices import assigned_device
 from trainables.runtime.session import STATE_FILE, _checkpoint_due, is_diverged
 from trainables.runtime.storage_outage import say_back, wait_for_storage
 
@@ -51,7 +52,8 @@ DRIVER_CPU = 0.01  # CPUs of the Tune trial that only waits on its TorchTrainer 
 BACKENDS = ("auto", "gloo", "nccl")
 COMM_HOOKS = ("allreduce", "fp16", "bf16", "powersgd")
 PLACEMENTS = ("PACK", "SPREAD")
-FAULT_ENV = "DLSWEEPS_DDP_FAULT"
+# Called with (epoch, rank) after each report of a DDP worker (tests/fault_injection.py installs one).
+REPORT_OBSERVERS: list[Callable[[int, int], None]] = []
 
 
 @dataclass(frozen=True)
@@ -88,33 +90,6 @@ class DDPSettings:
     def runnable(self) -> bool:
         """NCCL runs on GPUs only."""
         return self.resolved_backend != "nccl" or self.gpus_per_worker > 0
-
-    def for_trial(self, overrides: Callable[[dict], dict] | None, config: dict) -> "DDPSettings":
-        """These settings with a study's per-trial overrides (e.g. the scaling study's worker count)."""
-        return replace(self, **overrides(config)) if overrides else self
-
-
-def settings_from_args(args: argparse.Namespace) -> DDPSettings:
-    """The runner's DDP flags as settings; raises ConfigError (one line, exit 2) on bad values."""
-    settings = DDPSettings(workers=1 if args.workers is None else args.workers, cpus_per_worker=args.cpus_per_worker,
-                           gpus_per_worker=args.gpus_per_worker, backend=args.ddp_backend,
-                           max_failures=max(args.max_failures, 0))
-    if not settings.runnable:
-        raise ConfigError("--ddp-backend nccl needs GPUs: add --gpus-per-worker 1, or use gloo on CPUs")
-    return settings
-
-
-def with_ddp_params(derived_params: Callable[[dict], dict], settings: DDPSettings,
-                    overrides: Callable[[dict], dict] | None = None) -> Callable[[dict], dict]:
-    """The study's extra MLflow params of a trial plus its worker count and backend."""
-
-    def params(config: dict) -> dict:
-        s = settings.for_trial(overrides, config)
-        return {**derived_params(config), "ddp.workers": s.workers, "ddp.backend": s.resolved_backend,
-                "ddp.comm_hook": s.comm_hook, "ddp.cpus_per_worker": s.cpus_per_worker,
-                "ddp.gpus_per_worker": s.gpus_per_worker}
-
-    return params
 
 
 # ---------------------------------------------------------------- inside a worker
@@ -261,24 +236,9 @@ class DDPSession:
             say_back(f"DDP trial, rank 0, epoch {epoch}", down_since)
         else:
             ray.train.report(metrics)  # a collective: every rank reports every epoch
-        _maybe_fail(epoch, self.distributed.rank)
+        for observe in REPORT_OBSERVERS:
+            observe(epoch, self.distributed.rank)
         return not diverged
-
-
-def _maybe_fail(epoch: int, rank: int) -> None:
-    spec = os.environ.get(FAULT_ENV)
-    if not spec:
-        return
-    mode, at_epoch, at_rank, marker = spec.split(":", 3)
-    if int(at_epoch) != epoch or int(at_rank) != rank or os.path.exists(marker):
-        return
-    open(marker, "w").close()
-    # Let the controller collect this epoch's reports (and register its checkpoint) first: its polls are
-    # seconds apart, and epochs of a test model are milliseconds, so dying at once can beat every poll.
-    time.sleep(3)
-    if mode == "exit":
-        os._exit(1)  # the process dies as if killed
-    raise RuntimeError(f"injected fault after epoch {epoch} on rank {rank} ({FAULT_ENV})")
 
 
 def _quiet_train_reports() -> None:
@@ -296,59 +256,55 @@ def _worker_loop(loop_config: dict) -> None:
     settings: DDPSettings = loop_config["settings"]
     context = ray.train.get_context()
     torch.set_num_threads(max(1, round(settings.cpus_per_worker)))  # Ray sets OMP_NUM_THREADS=1
-    distributed = Distributed(context.get_world_rank(), context.get_world_size(), ray.train.torch.get_device(),
-                              settings.comm_hook)
+    device = assigned_device()
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    distributed = Distributed(context.get_world_rank(), context.get_world_size(), device, settings.comm_hook)
     nodes: list[Any] = [None] * distributed.world
     torch.distributed.all_gather_object(nodes, ray.get_runtime_context().get_node_id())
     session = DDPSession(distributed, loop_config["epochs"], loop_config["checkpoint_every"], len(set(nodes)))
     data = ray.get(loop_config["data"])
-    loop_config["trial_fn"](loop_config["config"], data, session)
+    loop_config["run"](loop_config["task"], data, session, device)
 
 
 # ---------------------------------------------------------------- the Tune trial
 
-def ddp_trainable(trial_fn: Callable, epochs_key: str | None, settings: DDPSettings,
-                  overrides: Callable[[dict], dict] | None = None, metric: str | None = None) -> Callable:
-    """A Tune function trainable running `trial_fn` as a DDP job; give it `{"cpu": DRIVER_CPU}`.
+def run_ddp_trial(run: Callable, task: Any, epochs: int, settings: DDPSettings, data: Any, checkpoint_every: int,
+                  metric: str | None = None) -> None:
+    """In a Tune trial's process: run `run(task, data, session, device)` as a DDP job of `settings.workers`
+    workers (a Ray Train `TorchTrainer` reporting to this trial); the trial itself holds `DRIVER_CPU`.
 
-    `overrides(config)` (a study's per-trial settings, e.g. the worker count the scaling study
-    sweeps) replaces fields of `settings` for that trial. A trial whose backend cannot run here
-    (NCCL without GPUs) reports `ddp/skipped=1` once and ends: a documented skip, not a crash.
+    A trial whose backend cannot run here (NCCL without GPUs) reports `ddp/skipped=1` once and ends: a documented
+    skip, not a crash.
     """
+    import ray
+    import ray.train
+    from ray import tune
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
 
-    def trainable(config: dict, data: Any = None, checkpoint_every: int = 0) -> None:
-        import ray
-        import ray.train
-        from ray import tune
-        from ray.train.torch import TorchConfig, TorchTrainer
-        from ray.tune.integration.ray_train import TuneReportCallback
-
-        s = settings.for_trial(overrides, config)
-        epochs = int(config[epochs_key]) if epochs_key else 1  # None: a one-shot trial
-        if not s.runnable:
-            # Tune insists on the sweep's metric in every result: NaN, as for a trial that measured nothing
-            tune.report({"epoch": 1, "diverged": 0, "ddp/skipped": 1.0, "ddp/workers": s.workers,
-                         **({metric: float("nan")} if metric else {})})
-            return
-        # the Train run lives in the Tune trial's folder (resumable with it)
-        storage_path, storage_filesystem = ray_internals.trial_storage()
-        trainer = TorchTrainer(
-            _worker_loop,
-            train_loop_config={"config": config, "data": ray.put(data), "trial_fn": trial_fn, "settings": s,
-                               "epochs": epochs, "checkpoint_every": checkpoint_every},
-            scaling_config=ray.train.ScalingConfig(
-                num_workers=s.workers, use_gpu=s.gpus_per_worker > 0, placement_strategy=s.placement,
-                resources_per_worker={"CPU": s.cpus_per_worker - DRIVER_CPU,
-                                      **({"GPU": s.gpus_per_worker} if s.gpus_per_worker else {})}),
-            torch_config=TorchConfig(backend=s.resolved_backend),
-            run_config=ray.train.RunConfig(
-                name="ddp", storage_path=storage_path, storage_filesystem=storage_filesystem,
-                callbacks=[TuneReportCallback()], failure_config=ray.train.FailureConfig(max_failures=s.max_failures),
-                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-                # Train logs every report of every rank at INFO; Tune's table already shows them
-                logging_config=ray.train.LoggingConfig(log_level="WARNING")),
-        )
-        trainer.fit()
-
-    trainable.__name__ = getattr(trial_fn, "__name__", "trainable") + "_ddp"
-    return trainable
+    s = settings
+    if not s.runnable:
+        # Tune insists on the sweep's metric in every result: NaN, as for a trial that measured nothing
+        tune.report({"epoch": 1, "diverged": 0, "ddp/skipped": 1.0, "ddp/workers": s.workers,
+                     **({metric: float("nan")} if metric else {})})
+        return
+    # the Train run lives in the Tune trial's folder (resumable with it)
+    storage_path, storage_filesystem = ray_internals.trial_storage()
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={"task": task, "data": ray.put(data), "run": run, "settings": s, "epochs": epochs,
+                           "checkpoint_every": checkpoint_every},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=s.workers, use_gpu=s.gpus_per_worker > 0, placement_strategy=s.placement,
+            resources_per_worker={"CPU": s.cpus_per_worker - DRIVER_CPU,
+                                  **({"GPU": s.gpus_per_worker} if s.gpus_per_worker else {})}),
+        torch_config=TorchConfig(backend=s.resolved_backend),
+        run_config=ray.train.RunConfig(
+            name="ddp", storage_path=storage_path, storage_filesystem=storage_filesystem,
+            callbacks=[TuneReportCallback()], failure_config=ray.train.FailureConfig(max_failures=s.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            # Train logs every report of every rank at INFO; Tune's table already shows them
+            logging_config=ray.train.LoggingConfig(log_level="WARNING")),
+    )
+    trainer.fit()

@@ -24,16 +24,19 @@ RAY_VERSION = "2.60.0"
 # Environment variables read by Ray internals that we set, each with the file of the installed Ray that
 # reads it (a test checks the name is still there). They are set where they matter, not here:
 ENV_VARS = {
-    # sweeps/runner.py _configure_tune: results handed to the driver in batches without ASHA
+    # sweeps/tuning.py configure_tune: results handed to the driver in batches without ASHA
     "TUNE_RESULT_BUFFER_LENGTH": "tune/execution/tune_controller.py",
     "TUNE_RESULT_BUFFER_MIN_TIME_S": "tune/execution/tune_controller.py",
-    # sweeps/runner.py _configure_tune: MLflow is the record, no per-trial JSON/CSV loggers
+    # sweeps/tuning.py configure_tune: MLflow is the record, no per-trial JSON/CSV loggers
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "tune/utils/callback.py",
-    # sweeps/runner.py _configure_tune: no warning about slow experiment-state syncs
+    # sweeps/tuning.py configure_tune: no warning about slow experiment-state syncs
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "tune/execution/experiment_state.py",
-    # trainables/runtime/session.py tune_trainable: a stopped trial's last epoch may take longer than 2 s
+    # trainables/runtime/session.py run_with_tune: a stopped trial's last epoch may take longer than 2 s
     "TUNE_FUNCTION_THREAD_TIMEOUT_S": "tune/trainable/function_trainable.py",
-    # sweeps/runner.py init_ray: one machine cannot be preempted (the watcher only warns per DDP trial)
+    # sweeps/tuning.py configure_tune: without --verbose, Tune's old reporter at verbosity 0 prints nothing (its
+    # new console output would still print an experiment box), so our progress lines are all there is
+    "RAY_AIR_NEW_OUTPUT": "tune/experimental/output.py",
+    # sweeps/checks.py init_ray: one machine cannot be preempted (the watcher only warns per DDP trial)
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "train/v2/_internal/constants.py",
 }
 

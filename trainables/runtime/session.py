@@ -34,10 +34,10 @@ from trainables.artifacts import ARTIFACTS_KEY, encode_all
 from trainables.runtime.storage_outage import report_through_outage
 
 STATE_FILE = "state.pt"
+# Called with the epoch after each checkpoint a TuneSession has saved (e.g. a test's fault injection,
+# tests/fault_injection.py, installed through a sitecustomize in the workers' environment).
+CHECKPOINT_OBSERVERS: list[Callable[[int], None]] = []
 MAX_PENDING_CHECKPOINTS = 2  # checkpoints a trial's loop may run ahead of their upload before it waits
-# A report's metrics may carry {PARAMS_KEY: {name: str}}: values known only inside the trial (e.g. the device's
-# name, "GPU type"), which the driver's recorder logs as MLflow params of the trial's run (sweeps/recording.py).
-PARAMS_KEY = "run_params"
 
 
 def is_diverged(metrics: dict[str, float]) -> bool:
@@ -161,7 +161,8 @@ class TuneSession:
                     report_through_outage(report, ray_internals.storage_probe(),
                                           f"trial {tune.get_context().get_trial_name()}")
                 self._checkpoint_slots.release()
-                _test_only_kill_after_checkpoint(metrics["epoch"])
+                for observe in CHECKPOINT_OBSERVERS:
+                    observe(metrics["epoch"])
             except SystemExit:  # Tune stopped the trial
                 self.stopped = True
                 return
@@ -200,29 +201,6 @@ def load_training_state(state: dict | None, model, optimizer, scheduler,
     return state["epoch"], state["train_s"]
 
 
-TEST_KILL_ENV = "DLSWEEPS_TEST_KILL_AFTER_CHECKPOINT"
-
-
-def _test_only_kill_after_checkpoint(epoch: int) -> None:
-    """Fault injection for the worker-failure test, inert unless TEST_KILL_ENV is set.
-
-    With `DLSWEEPS_TEST_KILL_AFTER_CHECKPOINT=EPOCH:MARKER_FILE`, the first trial to checkpoint at or after
-    EPOCH kills its own process (os._exit: no cleanup, like an OOM kill); the marker file makes it happen once.
-    """
-    spec = os.environ.get(TEST_KILL_ENV)
-    if not spec:
-        return
-    at, _, marker = spec.partition(":")
-    if epoch < int(at):
-        return
-    try:
-        open(marker, "x").close()
-    except FileExistsError:
-        return
-    time.sleep(3)  # let the driver fetch the checkpoint's result first, so the retry starts from it
-    os._exit(1)
-
-
 def _checkpoint_due(epoch: int, epochs: int, every: int) -> bool:
     return every > 0 and (epoch % every == 0 or epoch == epochs)
 
@@ -237,30 +215,22 @@ def set_threads_from_resources() -> int:
     return threads
 
 
-def tune_trainable(trial_fn: Callable, epochs_key: str | None = "epochs") -> Callable:
-    """Wrap `trial_fn(config, data, session)` as a Ray Tune function trainable.
-
-    The data set and run settings arrive through `tune.with_parameters`, i.e.
-    from the object store, built once on the driver.
-    """
-
-    def trainable(config: dict, data: Any = None, checkpoint_every: int = 0) -> None:
-        set_threads_from_resources()
-        # A trial stopped by ASHA finishes its current epoch first; Tune reuses the actor only if that takes
-        # under TUNE_FUNCTION_THREAD_TIMEOUT_S (default 2 s), else the next trial errors. Epochs of image
-        # models on a CPU take longer. Read in this (the actor's) process when Tune resets it.
-        os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "600")
-        from trainables.runtime import ray_internals as ray_internals
-
-        ray_internals.quiet_checkpoint_logs()  # Ray logs every persisted checkpoint at INFO
-        session = TuneSession(int(config[epochs_key]) if epochs_key else 1, checkpoint_every)  # None: one-shot
-        try:
-            trial_fn(config, data, session)
-        finally:
-            session.close()
-        if session.stopped:
-            # End the thread the way Ray ends a stopped trial's, without the final report it no longer takes.
-            raise SystemExit(0)
-
-    trainable.__name__ = getattr(trial_fn, "__name__", "trainable")
-    return trainable
+def run_with_tune(run: Callable, task: Any, data: Any, device: torch.device, epochs: int,
+                  checkpoint_every: int) -> None:
+    """Run `run(task, data, session, device)` in a Tune trial's process with a `TuneSession` of `epochs` reports
+    (1 for a one-shot trial), its threads set from the CPUs the trial holds. The data set arrives through the
+    object store, built once on the driver."""
+    set_threads_from_resources()
+    # A trial stopped by ASHA finishes its current epoch first; Tune reuses the actor only if that takes
+    # under TUNE_FUNCTION_THREAD_TIMEOUT_S (default 2 s), else the next trial errors. Epochs of image
+    # models on a CPU take longer. Read in this (the actor's) process when Tune resets it.
+    os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "600")
+    ray_internals.quiet_checkpoint_logs()  # Ray logs every persisted checkpoint at INFO
+    session = TuneSession(epochs, checkpoint_every)
+    try:
+        run(task, data, session, device)
+    finally:
+        session.close()
+    if session.stopped:
+        # End the thread the way Ray ends a stopped trial's, without the final report it no longer takes.
+        raise SystemExit(0)

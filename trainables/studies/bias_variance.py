@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 from numpy.polynomial import legendre
 
-from trainables.config import ConfigError, from_dict
+from trainables.config import ConfigError
 
 X_LOW, X_HIGH = 0.0, 10.0  # the input interval
 GRID_POINTS = 401  # dense grid over [0, 10] for the figures and the illustration's expected test MSE
@@ -176,9 +176,8 @@ def decomposition(pred: np.ndarray, f_test: np.ndarray, y_test: np.ndarray) -> d
             "cross": float(-2.0 * np.mean(bias * noise))}
 
 
-def train_bias_variance(config: dict[str, Any], data: Any, session) -> None:
+def train_bias_variance(cfg: BiasVarianceConfig, data: Any, session, device: Any = None) -> None:
     """One-shot trial: fit this degree to the illustration set and to all data sets; report once."""
-    cfg = from_dict(BiasVarianceConfig, config)
     t0 = time.perf_counter()
     d = make_data(cfg)
     grid, f_grid = d["x_grid"], target(d["x_grid"])

@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trainables.config import ConfigError, from_dict
+from trainables.config import ConfigError
 
 PREDICTIONS = "predictions.npy"
 REPETITIONS_TABLE = "repetitions.csv"
@@ -163,9 +163,8 @@ def disagreement(pred: np.ndarray) -> np.ndarray:
     return np.minimum(p, 1 - p)
 
 
-def train_perceptron_hinge(config: dict[str, Any], data: Any, session) -> None:
+def train_perceptron_hinge(cfg: PerceptronHingeConfig, data: Any, session, device: Any = None) -> None:
     """One-shot trial: train every repetition for this loss, evaluate on the shared test set, report once."""
-    cfg = from_dict(PerceptronHingeConfig, config)
     d = make_data(cfg)
     t0 = time.perf_counter()
     rng = np.random.default_rng([cfg.seed, 2])  # sample orders (and init): the same stream for both losses

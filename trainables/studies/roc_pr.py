@@ -61,8 +61,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trainables.config import ConfigError, from_dict
-from trainables.runtime.session import PARAMS_KEY
+from trainables.config import ConfigError
+from trainables.artifacts import PARAMS_KEY
 
 CLASSIFIERS = ("adaboost", "logistic")
 # The positive class per data set when positive_label is "" (documented above).
@@ -267,8 +267,7 @@ def areas(y: np.ndarray, scores: np.ndarray) -> dict[str, float]:
 
 # --- the trial ------------------------------------------------------------------------------------------------------
 
-def train_roc_pr(config: dict[str, Any], data: dict[str, Any], session) -> None:
-    cfg = from_dict(RocPrConfig, config)
+def train_roc_pr(cfg: RocPrConfig, data: dict[str, Any], session, device: Any = None) -> None:
     chosen = cfg.positive_label or data["positive_label"]
     if data["dataset"] != cfg.dataset or chosen != data["positive_label"]:
         raise ConfigError("dataset and positive_label cannot be swept: the data is built once, from the base config")

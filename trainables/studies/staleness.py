@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trainables.config import ConfigError, from_dict
+from trainables.config import ConfigError
 
 GRADIENTS_TABLE, COUNTS_TABLE = "gradients.csv", "staleness_counts.csv"
 MAX_GRADIENTS = 5_000_000  # per trial: a table larger than this is a config mistake (artifacts ride through Ray)
@@ -138,8 +138,7 @@ def expected_mean(speeds) -> list[float]:
     return list((s.sum() - s) / s)
 
 
-def train_staleness(config: dict[str, Any], data: Any, session) -> None:
-    cfg = from_dict(StalenessConfig, config)
+def train_staleness(cfg: StalenessConfig, data: Any, session, device: Any = None) -> None:
     speeds = learner_speeds(cfg)
     t0 = time.perf_counter()
     table = schedule(speeds, cfg.horizon)

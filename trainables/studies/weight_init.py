@@ -1,19 +1,17 @@
-"""The weight-initialization trial: the shared image-classification trial, plus per-layer statistics of the
-activations and gradients at initialization and after training.
+"""The weight-initialization study's part of its trial: per-layer statistics of the activations and gradients at
+initialization and after training, recorded by a probe of the shared image trial (trainables/image/probes.py).
 
-    >>> from trainables.studies.weight_init import INITS, classify_config
-    >>> {k: classify_config({"init": "normal_large"})[k] for k in ("weight_init", "init_sigma")}
-    {'weight_init': 'normal', 'init_sigma': 1.0}
+    >>> trial = ImageTrial(loop=cfg, probes=(LayerStatistics(samples=1000, bins=50),))   # sweeps/weight_init.py
 
 An MLP of 5 hidden layers of 100 units (A. Perunicic, "Understand neural network weight initialization")
-on standardized MNIST, with one of four initializations of every Linear layer (`INITS`; biases 0):
+on standardized MNIST, with one of four initializations of every Linear layer (sweeps/weight_init.py; biases 0):
 
 - `normal_small`: N(0, 0.01^2): activations shrink layer by layer (tanh, ReLU) toward 0, gradients vanish;
 - `normal_large`: N(0, 1): tanh and sigmoid saturate (|a| near 1, a near 0 or 1), ReLU's activations explode;
 - `glorot`: N(0, 2 / (n_in + n_out)) (Glorot & Bengio 2010): keeps tanh's variance about constant;
 - `he`: N(0, 2 / n_in) (He et al. 2015): the factor 2 makes up for ReLU zeroing half of its inputs.
 
-The field `init` owns `weight_init` and `init_sigma` (giving either directly is a ConfigError). Recipe, the
+The study's key `init` sets `weight_init` and `init_sigma` (sweeps/weight_init.py). Recipe, the
 same for every configuration: plain SGD with momentum 0.9 at lr 0.01, batch 64, constant LR, no weight
 decay: an optimizer that does not rescale each weight's step, so an initialization that kills the signal or
 the gradient shows in the test accuracy (Adam's per-weight normalization rescues much of it).
@@ -36,7 +34,7 @@ Its statistics at init, and those of the weights it diverged with, are still rec
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import copy
 from typing import Any
 
 import numpy as np
@@ -44,72 +42,15 @@ import pandas as pd
 import torch
 from torch import nn
 
-from trainables.image import trial as ic
+from trainables.image.config import ClassifyConfig
+from trainables.image.trial import build_classifier
 from trainables.training.augment import eval_transform
-from trainables.config import ConfigError, from_dict
 from trainables.training.population import FusedLinear, Population, build_population, per_replica_cross_entropy
-from trainables.runtime.session import is_diverged
 
-# init -> the model options it sets; dict order is the order figures use.
-INITS: dict[str, dict[str, Any]] = {
-    "normal_small": {"weight_init": "normal", "init_sigma": 0.01},
-    "normal_large": {"weight_init": "normal", "init_sigma": 1.0},
-    "glorot": {"weight_init": "glorot"},
-    "he": {"weight_init": "he"},
-}
-LABELS = {"normal_small": "N(0, 0.01²)", "normal_large": "N(0, 1)", "glorot": "Glorot normal", "he": "He normal"}
-STUDY_ACTIVATIONS = ("tanh", "sigmoid", "relu")  # the study's axis (any activation of ClassifyConfig runs)
-OWNED = ("weight_init", "init_sigma")  # what `init` sets
 LAYER_STATS = "layer_stats.csv"
 HISTOGRAMS = "histograms.csv"
 BOUNDED = {nn.Tanh: (-1.0, 1.0), nn.Sigmoid: (0.0, 1.0)}  # histogram ranges of the bounded activations
 ACTIVATION_TYPES = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.ELU, nn.GELU)
-_DEFAULTS = {f.name: f.default for f in fields(ic.ClassifyConfig)}
-
-
-@dataclass(frozen=True)
-class WeightInitConfig(ic.ClassifyConfig):
-    # Defaults: the paper-scale recipe (all of MNIST); presets shrink it.
-    dataset: str = "mnist"
-    model: str = "mlp"
-    widths: tuple[int, ...] = (100, 100, 100, 100, 100)  # 5 hidden layers of 100 units
-    activation: str = "tanh"  # the study sweeps tanh | sigmoid | relu
-    optimizer: str = "sgd"
-    lr: float = 0.01  # per step, constant
-    momentum: float = 0.9
-    batch_size: int = 64
-    epochs: int = 10
-    init: str = "glorot"  # normal_small | normal_large | glorot | he (INITS): sets weight_init and init_sigma
-    stats_samples: int = 1000  # test images of the fixed batch the layer statistics are measured on
-    bins: int = 50  # histogram bins per layer
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.init not in INITS:
-            raise ConfigError(f"init={self.init!r} is not one of {', '.join(INITS)}")
-        given = [key for key in OWNED if getattr(self, key) != _DEFAULTS[key]]
-        if given:
-            raise ConfigError(f"{', '.join(given)}: set by init in this study; choose one of "
-                              f"init={'|'.join(INITS)} instead")
-        if self.stats_samples <= 0 or self.bins <= 0:
-            raise ConfigError(f"stats_samples={self.stats_samples} and bins={self.bins} must be positive")
-
-    def init_options(self) -> dict[str, Any]:
-        return {key: INITS[self.init].get(key, _DEFAULTS[key]) for key in OWNED}
-
-
-def classify_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The shared trial's config: the init's weight_init/init_sigma filled in, the study-only keys dropped."""
-    cfg = from_dict(WeightInitConfig, config)
-    values = ic.classify_values(cfg)
-    values.update(cfg.init_options())
-    return values
-
-
-def derived_params(config: dict[str, Any]) -> dict[str, Any]:
-    """n_params, flops_per_sample, and the weight_init/init_sigma the init gave."""
-    values = classify_config(config)
-    return {**ic.derived_params(values), **{key: values[key] for key in OWNED}}
 
 
 # ---------------------------------------------------------------- statistics
@@ -188,22 +129,22 @@ def layer_statistics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bins: i
     return pd.DataFrame(rows), histograms
 
 
-def statistics_batch(cfg: WeightInitConfig, data: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """The fixed batch: the first `stats_samples` test images, standardized as in training, and their labels."""
-    images = torch.as_tensor(np.asarray(data.test.images[: cfg.stats_samples]))
-    labels = torch.as_tensor(np.asarray(data.test.labels[: cfg.stats_samples])).long()
-    return eval_transform(images, mean=data.mean, std=data.std), labels
+def statistics_batch(data: Any, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed batch: the first `samples` test images of `data` (the trial's data, on its device), standardized
+    as in training, and their labels."""
+    images, labels = data.test.images[:samples], data.test.labels[:samples]
+    return eval_transform(images, mean=data.mean, std=data.std), labels.long()
 
 
-def build_like_trial(cfg: ic.ClassifyConfig) -> nn.Module:
-    """The model train_classifier starts from (on the CPU): the same seeds give the same initial weights. The
-    global RNG is left as it was found."""
+def build_like_trial(cfg: ClassifyConfig, device: torch.device) -> nn.Module:
+    """The model train_classifier starts from: the same seeds give the same initial weights (built on the CPU, then
+    moved, as the loop does). The global RNG is left as it was found."""
     seeds = [cfg.seed + i for i in range(cfg.seeds)]
     if len(seeds) > 1:
-        return build_population(lambda: ic.build_classifier(cfg), seeds)
+        return build_population(lambda: build_classifier(cfg), seeds, device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        return ic.build_classifier(cfg)
+        return build_classifier(cfg).to(device)
 
 
 def _tables(model: nn.Module, phase: str, batch, seeds: list[int], bins: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -211,39 +152,35 @@ def _tables(model: nn.Module, phase: str, batch, seeds: list[int], bins: int) ->
     return stats.assign(phase=phase), hist.assign(phase=phase)
 
 
-class LayerStatsSession:
-    """Wraps a session: the first report carries the statistics at initialization, the last one (the final
-    epoch, or a diverged one) those after training too, computed from the checkpoint the loop hands over."""
+class LayerStatistics:
+    """A probe of the image trial: its first report carries the statistics at initialization, its last one (the
+    final epoch, or a diverged one) those after training too, all measured on the trial's device on the first
+    `samples` test images. The model is measured on a copy, so training's gradients are left alone."""
 
-    def __init__(self, session, cfg: WeightInitConfig, classify: ic.ClassifyConfig, data: Any):
-        self.session, self.cfg, self.classify = session, cfg, classify
-        self.batch = statistics_batch(cfg, data)
-        self.seeds = [classify.seed + i for i in range(classify.seeds)]
-        self.init = _tables(build_like_trial(classify), "init", self.batch, self.seeds, cfg.bins)
+    name = "layer_statistics"
 
-    def __getattr__(self, name: str):  # anything else is the inner session's
-        return getattr(self.session, name)
+    def __init__(self, samples: int = 1000, bins: int = 50):
+        self.samples, self.bins = samples, bins
 
-    def report(self, metrics: dict[str, float], epoch: int, state_fn=None, artifacts=None) -> bool:
-        tables = None
-        if epoch >= self.classify.stages or is_diverged(metrics):
-            if state_fn is not None:
-                model = build_like_trial(self.classify)
-                model.load_state_dict(state_fn()["model"])
-                trained = _tables(model, "trained", self.batch, self.seeds, self.cfg.bins)
-                tables = [pd.concat([a, b], ignore_index=True) for a, b in zip(self.init, trained)]
+    def start(self, cfg: ClassifyConfig, model: nn.Module, data: Any, state: dict | None) -> None:
+        self.batch = statistics_batch(data, self.samples)
+        self.seeds = [cfg.seed + i for i in range(cfg.seeds)]
+        device = self.batch[0].device
+        self.init = _tables(build_like_trial(cfg, device), "init", self.batch, self.seeds, self.bins)
+
+    def observe(self, epoch: int, metrics: dict[str, float], model: nn.Module,
+                last: bool) -> tuple[dict[str, float], dict[str, Any]]:
+        if last:
+            trained = _tables(copy.deepcopy(model), "trained", self.batch, self.seeds, self.bins)
+            tables = [pd.concat([a, b], ignore_index=True) for a, b in zip(self.init, trained)]
         elif epoch == 1:
             tables = list(self.init)
-        if tables is not None:
-            stats, hist = tables
-            artifacts = {**(artifacts or {}),
-                         LAYER_STATS: stats[["phase", "replica", "seed", "layer", "act_mean", "act_std", "zero_frac",
-                                             "sat_frac", "grad_norm"]],
-                         HISTOGRAMS: hist[["phase", "layer", "bin", "lo", "hi", "count"]]}
-        return self.session.report(metrics, epoch, state_fn, artifacts)
+        else:
+            return {}, {}
+        stats, hist = tables
+        return {}, {LAYER_STATS: stats[["phase", "replica", "seed", "layer", "act_mean", "act_std", "zero_frac",
+                                        "sat_frac", "grad_norm"]],
+                    HISTOGRAMS: hist[["phase", "layer", "bin", "lo", "hi", "count"]]}
 
-
-def train_weight_init(config: dict[str, Any], data: Any, session) -> None:
-    cfg = from_dict(WeightInitConfig, config)
-    classify = from_dict(ic.ClassifyConfig, classify_config(config))
-    ic.train_classifier(classify_config(config), data, LayerStatsSession(session, cfg, classify, data))
+    def state(self) -> dict:
+        return {}

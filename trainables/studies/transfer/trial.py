@@ -1,10 +1,11 @@
 """The transfer-learning trial: an ImageNet-pretrained ResNet fine-tuned, or used as a fixed feature extractor,
 on a Visual Decathlon domain (runnable with or without Ray).
 
-    >>> from trainables.studies.transfer import TransferConfig, make_data, train_transfer
+    >>> from trainables.studies.transfer.config import TransferConfig
+    >>> from trainables.studies.transfer.trial import make_data, train_transfer
     >>> from trainables.runtime.session import LocalSession
-    >>> config = {"mode": "feature_extractor", "lr": 0.1, "epochs": 3, "image_size": 64, "load_size": 72}
-    >>> train_transfer(config, make_data(TransferConfig(**config)), LocalSession(epochs=3))
+    >>> cfg = TransferConfig(mode="feature_extractor", lr=0.1, epochs=3, image_size=64, load_size=72)
+    >>> train_transfer(cfg, make_data(cfg), LocalSession(epochs=3))     # device: the CPU
 
 Two modes (`mode`), the same recipe otherwise (SGD, momentum 0.9, batch 64, the learning rate multiplied by
 `lr_gamma` = 0.1 at each of `lr_decay_at` = 30%, 60% and 90% of the epochs, stepped per iteration):
@@ -43,85 +44,13 @@ import torch
 
 from trainables.training.augment import center_crop_resize, normalize, random_resized_crop_flip
 from trainables.training.classify import evaluate, train_one_epoch
-from trainables.config import ConfigError, from_dict
 from trainables.image.trial import DIVERGE_FACTOR
 from trainables.models.pretrained import (ARCHS, IMAGENET_MEAN, IMAGENET_STD, backbone_change, build_transfer_model,
                                    load_pretrained, weights_entry)
+from trainables.runtime.devices import CPU
 from trainables.runtime.session import load_training_state, training_state
+from trainables.studies.transfer.config import CROP_FRACTION, TransferConfig
 from trainables.data.vision import DATASETS, TensorSplit, VisionData, load_vision_data, to_device
-
-MODES = ("finetune", "feature_extractor")
-CROP_FRACTION = 0.875  # test-time centre crop: 224 of 256
-
-
-@dataclass(frozen=True)
-class TransferConfig:
-    # --- data
-    dataset: str = "flowers102"  # flowers102 (VGG-Flowers) | dtd | fgvc_aircraft, or a test's registered set
-    image_size: int = 224  # pixels per side the network sees (crops are resampled to it)
-    load_size: int = 256  # side of the stored squares (shorter side resized to it, centre-cropped)
-    train_subset: int = 0  # train (and validate) on a seeded random subset of this many images (0 = all)
-    test_subset: int = 0
-    data_dir: str = ""  # default: $DLSWEEPS_DATA_DIR or ~/.cache/dlsweeps/data
-    augment: bool = True  # random-resized crop + flip for training; false: the test-time centre crop
-    # --- model
-    arch: str = "resnet50"  # resnet18 | resnet34 | resnet50 | resnet101 (trainables.models.pretrained)
-    weights: str = "IMAGENET1K_V1"  # torchvision's weights name (resnet50: IMAGENET1K_V1 76.1% | IMAGENET1K_V2 80.9%)
-    weights_path: str = ""  # a saved state dict of `arch` to start from instead (e.g. offline)
-    mode: str = "finetune"  # finetune (all layers) | feature_extractor (only the new final layer)
-    cache_features: bool = False  # feature_extractor: no augmentation, backbone features computed once
-    # --- optimizer: SGD with momentum, multi-step decay
-    lr: float = 0.01  # initial learning rate (per step)
-    momentum: float = 0.9
-    weight_decay: float = 0.0  # L2 through the optimizer (on the trained parameters)
-    batch_size: int = 64
-    epochs: int = 200
-    lr_decay_at: tuple[float, ...] = (0.3, 0.6, 0.9)  # fractions of the epochs after which lr is multiplied by lr_gamma
-    lr_gamma: float = 0.1
-    # --- run
-    amp: str = "auto"  # auto (on with CUDA) | on | off
-    channels_last: str = "auto"  # auto (on with CUDA) | on | off
-    seed: int = 0
-    data_seed: int = 0  # which subset (train_subset/test_subset)
-
-    def __post_init__(self) -> None:
-        targets = [name for name, spec in DATASETS.items() if spec.official_splits]  # the Decathlon domains
-        if self.dataset not in targets:
-            raise ConfigError(f"dataset={self.dataset!r} is not one of {', '.join(targets)} (the Visual Decathlon "
-                              f"domains registered in trainables.data.vision)")
-        weights_entry(self.arch, self.weights)
-        for key, allowed in (("mode", MODES), ("amp", ("auto", "on", "off")), ("channels_last", ("auto", "on", "off"))):
-            if getattr(self, key) not in allowed:
-                raise ConfigError(f"{key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
-        for key in ("image_size", "load_size", "batch_size", "epochs"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{key}={getattr(self, key)} must be a positive integer")
-        if self.image_size > self.load_size:
-            raise ConfigError(f"image_size={self.image_size} is larger than load_size={self.load_size}; store the "
-                              f"images at least as large as the crops (e.g. load_size=256 for 224)")
-        if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1 or not 0 < self.lr_gamma <= 1:
-            raise ConfigError(f"lr={self.lr} must be > 0, weight_decay >= 0, momentum in [0, 1), lr_gamma in (0, 1]")
-        if any(not 0 < f < 1 for f in self.lr_decay_at) or list(self.lr_decay_at) != sorted(self.lr_decay_at):
-            raise ConfigError(f"lr_decay_at={self.lr_decay_at} must be increasing fractions of the epochs in (0, 1), "
-                              f"e.g. 0.3,0.6,0.9")
-
-    @property
-    def frozen(self) -> bool:
-        return self.mode == "feature_extractor"
-
-    @property
-    def cached(self) -> bool:
-        """Whether the head trains on cached features (the feature extractor's fast path)."""
-        return self.frozen and self.cache_features
-
-    @property
-    def augmented(self) -> bool:
-        return self.augment and not self.cached
-
-    def decay_epochs(self) -> list[int]:
-        """Epochs after which the learning rate drops (e.g. 60, 120, 180 of 200)."""
-        return sorted({max(1, round(f * self.epochs)) for f in self.lr_decay_at})
-
 
 @dataclass(frozen=True)
 class TransferData:
@@ -162,9 +91,8 @@ def extract_features(model, images: torch.Tensor, transform, batch_size: int = 2
     return torch.cat(out) if out else torch.empty(0, model.head.in_features, device=images.device)
 
 
-def train_transfer(config: dict[str, Any], data: TransferData, session) -> None:
-    cfg = from_dict(TransferConfig, config)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def train_transfer(cfg: TransferConfig, data: TransferData, session, device: torch.device = CPU) -> None:
+    """Fine-tune (or train the head of) the pretrained network on `device`, reporting once per epoch."""
     amp = cfg.amp == "on" or (cfg.amp == "auto" and device.type == "cuda")
     channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and device.type == "cuda")
     torch.manual_seed(cfg.seed)  # the new head's initialization
@@ -233,9 +161,8 @@ def _backbone_size(arch: str) -> tuple[int, int]:
     return sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in model.fc.parameters()), model.fc.in_features
 
 
-def derived_params(config: dict[str, Any]) -> dict[str, Any]:
+def transfer_params(cfg: TransferConfig) -> dict[str, Any]:
     """What the trial trains, for MLflow: trained and total parameters, and the effective data settings."""
-    cfg = from_dict(TransferConfig, config)
     total, features = _backbone_size(cfg.arch)
     head = features * (DATASETS[cfg.dataset].num_classes + 1)
     return {"n_params": total + head, "n_trained_params": head if cfg.frozen else total + head,

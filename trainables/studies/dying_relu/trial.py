@@ -1,9 +1,10 @@
 """Dying ReLU (Lu et al. 2019): 1000 deep, narrow nets trained on a 1-D function; how many collapse?
 
-    >>> from trainables.studies.dying_relu import DyingReluConfig, make_data, train_dying_relu
+    >>> from trainables.studies.dying_relu.config import DyingReluConfig
+    >>> from trainables.studies.dying_relu.trial import make_data, train_dying_relu
     >>> from trainables.runtime.session import LocalSession
     >>> cfg = DyingReluConfig(simulations=50, epochs=2)
-    >>> s = LocalSession(epochs=2); train_dying_relu(vars(cfg), make_data(cfg), s)
+    >>> s = LocalSession(epochs=2); train_dying_relu(cfg, make_data(cfg), s)     # device: the CPU
     >>> s.history[-1]["collapse/fraction"], s.artifacts["simulations.csv"].head()
 
 One trial is one population of `simulations` networks (seeds seed .. seed+simulations-1) trained
@@ -48,55 +49,17 @@ import pandas as pd
 import torch
 from torch import nn
 
-from trainables.config import ConfigError, from_dict
+from trainables.config import ConfigError
 from trainables.models.registry import build_model, count_parameters
 from trainables.training.population import (FusedLinear, Population, build_population, data_generators, per_replica_mse,
                                    replica_batch, replica_permutations)
+from trainables.runtime.devices import CPU
 from trainables.runtime.session import load_training_state, training_state
+from trainables.studies.dying_relu.config import GRID_POINTS, HALF_WIDTH, TARGETS, DyingReluConfig
 
-HALF_WIDTH = math.sqrt(7.0)  # the inputs lie in [-sqrt(7), sqrt(7)] (Lu et al.)
-GRID_POINTS = 1001  # dense evaluation grid over the same interval
-TARGETS = {"abs": np.abs, "xsin5x": lambda x: x * np.sin(5 * x)}
 SIMULATIONS_TABLE = "simulations.csv"
 FITS_TABLE = "fits.csv"
 FITS_PER_KIND = 3  # collapsed and non-collapsed networks drawn in fits.csv, each
-
-
-@dataclass(frozen=True)
-class DyingReluConfig:
-    target: str = "abs"  # the 1-D function: "abs" (|x|) or "xsin5x" (x sin(5x))
-    depth: int = 10  # hidden layers
-    width: int = 2  # units per hidden layer
-    activation: str = "relu"  # "relu" or "leaky_relu"
-    leaky_slope: float = 0.01  # Leaky ReLU's slope for negative inputs
-    simulations: int = 1000  # independent trainings = the population size; seeds seed .. seed+simulations-1
-    optimizer: str = "adam"  # "adam" or "sgd" (plain, no momentum)
-    lr: float = 1e-2  # learning rate per step (per minibatch); 1e-3 leaves the live nets far from |x| after 30
-    # epochs (median MSE 0.1); 1e-2 fits them (median MSE 3e-4 after 20) and the collapsed ones reach the variance
-    epochs: int = 30  # passes over the n_points training points (47 steps each at batch 64)
-    batch_size: int = 64
-    collapse_tol: float = 1e-3  # collapsed: std of the output on the grid < collapse_tol x the target's std
-    seed: int = 0
-    # Data (built once on the driver, for every target; a trial checks it got what it asked for)
-    n_points: int = 3000  # training points, uniform on [-sqrt(7), sqrt(7)]
-    data_seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.target not in TARGETS:
-            raise ConfigError(f"target={self.target!r} must be one of {', '.join(map(repr, TARGETS))}")
-        if self.activation not in ("relu", "leaky_relu"):
-            raise ConfigError(f"activation={self.activation!r} must be 'relu' or 'leaky_relu'")
-        if self.optimizer not in ("adam", "sgd"):
-            raise ConfigError(f"optimizer={self.optimizer!r} must be 'adam' or 'sgd'")
-        for key in ("depth", "width", "simulations", "epochs", "batch_size", "n_points"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{key}={getattr(self, key)} must be a positive integer")
-        if not 0 < self.lr < 10:
-            raise ConfigError(f"lr={self.lr} must be positive (and below 10)")
-        if not 0 <= self.leaky_slope < 1:
-            raise ConfigError(f"leaky_slope={self.leaky_slope} must be in [0, 1)")
-        if not 0 < self.collapse_tol < 1:
-            raise ConfigError(f"collapse_tol={self.collapse_tol} must be in (0, 1), e.g. 1e-3")
 
 
 def build_network(cfg: DyingReluConfig) -> nn.Module:
@@ -104,8 +67,7 @@ def build_network(cfg: DyingReluConfig) -> nn.Module:
                        activation=cfg.activation, leaky_slope=cfg.leaky_slope, weight_init="he")
 
 
-def derived_params(config: dict[str, Any]) -> dict[str, Any]:
-    cfg = from_dict(DyingReluConfig, config)
+def network_params(cfg: DyingReluConfig) -> dict[str, Any]:
     return {"n_params": count_parameters(build_network(cfg))}
 
 
@@ -172,15 +134,15 @@ def fits_table(grid: np.ndarray, target: np.ndarray, outputs: np.ndarray, seeds:
     return pd.DataFrame(table)
 
 
-def train_dying_relu(config: dict[str, Any], data: dict[str, np.ndarray], session) -> None:
-    cfg = from_dict(DyingReluConfig, config)
+def train_dying_relu(cfg: DyingReluConfig, data: dict[str, np.ndarray], session, device: torch.device = CPU) -> None:
+    """Train `simulations` networks fused on `device`, reporting once per epoch."""
     if int(data["n_points"]) != cfg.n_points or int(data["data_seed"]) != cfg.data_seed:
         raise ConfigError("n_points and data_seed cannot be swept: the data is built once, from the base config")
     seeds = [cfg.seed + i for i in range(cfg.simulations)]
-    x, y = torch.tensor(data["x_train"]), torch.tensor(data[f"y_train_{cfg.target}"])
-    grid, y_grid = torch.tensor(data["x_grid"]), torch.tensor(data[f"y_grid_{cfg.target}"])
+    x, y = (torch.tensor(data[key], device=device) for key in ("x_train", f"y_train_{cfg.target}"))
+    grid, y_grid = (torch.tensor(data[key], device=device) for key in ("x_grid", f"y_grid_{cfg.target}"))
 
-    pop = build_population(lambda: build_network(cfg), seeds)  # network p: torch.manual_seed(seeds[p]); build
+    pop = build_population(lambda: build_network(cfg), seeds, device)  # network p: manual_seed(seeds[p]); build
     dead_at_init = born_dead(pop, grid)
     opt_cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD
     optimizer = opt_cls(pop.parameters(), lr=cfg.lr)  # element-wise updates: the networks stay independent
@@ -218,8 +180,8 @@ def train_dying_relu(config: dict[str, Any], data: dict[str, np.ndarray], sessio
                 SIMULATIONS_TABLE: pd.DataFrame({
                     "seed": seeds, "born_dead": dead_at_init.tolist(), "collapsed": dead.tolist(),
                     "train_loss": train_mse.tolist(), "output_std": out_std.tolist()}),
-                FITS_TABLE: fits_table(data["x_grid"], data[f"y_grid_{cfg.target}"], outputs.numpy(), seeds,
-                                       dead.numpy()),
+                FITS_TABLE: fits_table(data["x_grid"], data[f"y_grid_{cfg.target}"], outputs.cpu().numpy(), seeds,
+                                       dead.cpu().numpy()),
             }
         state_fn = lambda: training_state(pop, optimizer, scheduler, generators, epoch, train_s)  # noqa: E731
         if not session.report(metrics, epoch, state_fn, artifacts=artifacts):
