@@ -3,14 +3,14 @@
     from analysis.html_report import write_report
     path = write_report(sweep, study, summary_text, figure_paths, out_dir)   # -> out_dir / "report.html"
 
-Written at the end of every sweep (sweeps/runner.py `_finish`, analysis-only steps included) and by
-`python -m analysis STUDY`, from the records alone: the study's question (recorded on the parent run as `sweep.question`), the command line
-(`python sweeps/<study>.py` + the parent run's `sweep.argv` tag), the versions recorded on the parent run
-(git commit, python/torch/ray/mlflow), the summary text the terminal printed (the caller passes the very
-string it printed), every figure (with a sentence for each overview figure a sweep does not get, e.g. no
-importance figure when one parameter is swept), the Pareto front of the metric against cost as a small table
-(analysis/pareto.py), and the trials table (swept keys, the study's metric, trial_status,
-stopped_at_epoch; best first), with a link to the full trials.csv next to the page.
+Written at the end of every sweep (sweeps/parent.py `finish`, analysis-only steps included) and by `python -m
+analysis STUDY`, from the records alone: the study's question (recorded on the parent run as `sweep.question`), the
+command line (`python sweeps/<study>.py` + the parent run's `sweep.argv` tag), the versions recorded on the parent
+run (git commit, python/torch/ray/mlflow), the summary text the terminal printed (the caller passes the very string
+it printed), every figure (with a sentence for each overview figure a sweep does not get, e.g. no importance figure
+when one parameter is swept), the Pareto front of the metric against cost as a small table (analysis/pareto.py), and
+the trials table (swept keys, the study's metric, trial_status, stopped_at_epoch; best first), with a link to the
+full trials.csv next to the page.
 
 Figures are embedded as base64 `data:image/png` URIs, so the one file opens anywhere: from disk, or in the
 MLflow UI's artifact view (a sandboxed iframe that cannot resolve relative paths). No external CSS, JS or
@@ -199,8 +199,8 @@ def overview_sections(sweep, metric: str | None, mode: str) -> tuple[str, str]:
 
 
 def write_report(sweep, study, summary_text: str, figure_paths: Iterable[str | Path], out_dir: str | Path) -> Path:
-    """Write `out_dir/report.html` for `sweep` (analysis.records.Sweep) of `study` (analysis.studies.StudyFigures) and return
-    its path. `summary_text` is shown as given (the caller prints the same string); `figure_paths` are PNGs,
+    """Write `out_dir/report.html` for `sweep` (analysis.records.Sweep) of `study`
+    (analysis.studies.StudyFigures) and return its path. `summary_text` is shown as given (the caller prints the same string); `figure_paths` are PNGs,
     embedded in order (anything not ending in .png is skipped)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -253,4 +253,5 @@ tables/trials.csv).</p>
     return path
 
 
-__all__ = ["write_report", "overview_sections", "command_line", "swept_keys", "table_columns", "trials_table", "REPORT_NAME"]
+__all__ = ["write_report", "overview_sections", "command_line", "swept_keys", "table_columns", "trials_table",
+           "REPORT_NAME"]

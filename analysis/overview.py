@@ -90,8 +90,13 @@ MAX_VALUE_TICKS = 12  # a numeric axis with at most this many distinct values la
 MIN_TICK_GAP = 0.035  # labels closer than this (share of the axis height) are thinned out
 
 
-def _number_text(value: float, integer: bool) -> str:
-    return f"{int(round(value))}" if integer else f"{value:.3g}"
+def _number_text(value: float, integer: bool, step: float | None = None) -> str:
+    """A tick label: an integer, or with as many decimals as ticks `step` apart need (else 3 significant digits)."""
+    if integer:
+        return f"{int(round(value))}"
+    if step and 1e-4 <= abs(step) and abs(value) < 1e6:
+        return f"{value:.{max(0, math.ceil(-math.log10(abs(step)) - 1e-9))}f}"
+    return f"{value:.3g}"
 
 
 def _thin(ticks: list[tuple[float, str]], gap: float = MIN_TICK_GAP) -> list[tuple[float, str]]:
@@ -178,7 +183,11 @@ class Axis:
                 return _thin([(float(y), f"1e{d}") for y, d in zip(self._scale(values), decades)], gap)
         else:
             locator = MaxNLocator(nbins=5, integer=self.integer)
-            values = np.array([v for v in locator.tick_values(self.low, self.high) if self.low <= v <= self.high])
+            round_values = locator.tick_values(self.low, self.high)
+            step = float(round_values[1] - round_values[0]) if len(round_values) > 1 else None
+            values = np.array([v for v in round_values if self.low <= v <= self.high])
+            return _thin([(float(y), _number_text(v, self.integer, step))
+                          for y, v in zip(self._scale(values), values)], gap)
         return _thin([(float(y), _number_text(v, self.integer)) for y, v in zip(self._scale(values), values)], gap)
 
     @property
@@ -220,6 +229,14 @@ PARALLEL_HEIGHT_IN = 4.8  # the figure's height when its labels fit in it
 PARALLEL_MARGIN_IN = 1.4  # title, axis names and the legend below
 
 
+def parallel_layout(labels: int) -> tuple[float, float]:
+    """(figure height in inches, one label's height as a share of the axis) for a categorical axis of `labels`
+    evenly spaced labels: the figure grows until they fit."""
+    span = 1.17  # the y range drawn: -0.12 .. 1.05
+    height = max(PARALLEL_HEIGHT_IN, PARALLEL_MARGIN_IN + span * LABEL_HEIGHT_IN * max(labels - 1, 0))
+    return height, LABEL_HEIGHT_IN * span / (height - PARALLEL_MARGIN_IN)
+
+
 def draw_parallel(sweep: Sweep, metric: str, mode: str, path: Path) -> Path:
     runs = sweep.runs
     axes = swept_axes(sweep)
@@ -228,9 +245,7 @@ def draw_parallel(sweep: Sweep, metric: str, mode: str, path: Path) -> Path:
         a.label_best(runs[a.key], value, mode)
     labels = max([len(a.labelled if a.labelled is not None else a.categories) for a in axes if a.categorical],
                  default=0)
-    span = 1.17  # the y range drawn: -0.12 .. 1.05
-    height = max(PARALLEL_HEIGHT_IN, PARALLEL_MARGIN_IN + span * LABEL_HEIGHT_IN * max(labels - 1, 0))
-    gap = LABEL_HEIGHT_IN * span / (height - PARALLEL_MARGIN_IN)  # one label's height, in axis units
+    height, gap = parallel_layout(labels)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.8 * (len(axes) + 1) + 1.5), height))
     ax.set_title(f"{len(runs)} trials: swept parameters and {metric} ({mode})", fontsize=10)
     if not axes:

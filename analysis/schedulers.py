@@ -141,6 +141,3 @@ class OptimusScheduler(FIFOScheduler):
 
 def _finite(x: Any) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
-
-
-OptimusStopper = OptimusScheduler  # its old name, kept until sweeps/runner.py imports OptimusScheduler

@@ -2,12 +2,19 @@
 
     PYTHONPATH=. python bench/batch_augment.py                       # CPU, small counts: ~3-4 min on 2 cores
     PYTHONPATH=. python bench/batch_augment.py --device cuda --images 8192 --repeats 3   # GPU, AMP + channels_last
+    PYTHONPATH=. python bench/batch_augment.py --capture on --skip-dataloader   # CPU: the captured path, emulated
 
 Base batch B = 64 distinct CIFAR-10-shaped images (random uint8: pixel values do not change the
 cost), each step trains on M*B augmented copies (4-px pad crop + flip + normalize + cutout 16):
   - project: `trainables.training.classify.train_one_epoch` over one uint8 tensor on the device, index slices
     of a randperm, `trainables.training.augment.batch_augment` on whole batches (the trial's own loop; on
     CUDA with bf16 autocast and channels_last, as the trial does by default);
+  - project, captured (on CUDA, `--capture auto`, the trial's default there): the same epochs through
+    `trainables.training.classify.CapturedEpochs`, each step (gather, augmentation, forward, backward, SGD)
+    replayed from one CUDA graph. Why the eager pipeline lost to the DataLoader at M = 1 (0.83x on an H200):
+    at B = 64 the eager ResNet-44 step is bound by launching its kernels from Python (22.8 ms per step for
+    ~3 ms of GPU work), and the batched augmentation adds its ~20 launches to the same thread, while the
+    DataLoader augments in worker processes beside it; captured, the augmentation costs no launches;
   - DataLoader: torchvision transforms on PIL images in 2 worker processes, each sample returning
     its M augmented copies (a per-sample cutout), batches of B samples reshaped to M*B, copied
     to the device; same model, optimizer and autocast.
@@ -21,6 +28,7 @@ M = 8, the figure the Hoffer et al. setup implies (PALEO: the FLOPs of ResNet-44
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import time
@@ -35,7 +43,8 @@ from torch.utils.data import DataLoader, Dataset
 from trainables.models.stats import model_summary
 from trainables.models.paleo import paleo_estimate, peak_flops
 from trainables.training.augment import batch_augment
-from trainables.training.classify import _autocast, train_one_epoch
+from trainables.training.capture import emulate_on_cpu
+from trainables.training.classify import CapturedEpochs, _autocast, train_one_epoch
 from trainables.models.registry import build_model
 from trainables.data.vision import TensorSplit
 
@@ -114,6 +123,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--skip-dataloader", action="store_true", help="time only the project's pipeline")
+    p.add_argument("--capture", choices=("auto", "on", "off"), default="auto",
+                   help="also time the captured step (auto: on CUDA; on: also on the CPU, emulated)")
     args = p.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -141,6 +152,11 @@ def main() -> None:
         rates = {"project (in-memory, batched)": timed(
             lambda: train_one_epoch(model, opt, split, B, gen, augment=augment, amp=amp,
                                     channels_last=channels_last)["samples"], device, args.repeats)}
+        if args.capture == "on" or (args.capture == "auto" and device.type == "cuda"):
+            with emulate_on_cpu() if device.type != "cuda" else contextlib.nullcontext():
+                epochs = CapturedEpochs(model, opt, split, B, gen, augment, amp=amp, channels_last=channels_last,
+                                        constant_lr=True)
+                rates["project, captured step"] = timed(lambda: epochs.epoch(gen)["samples"], device, args.repeats)
         if not args.skip_dataloader:
             loader = DataLoader(RepeatedPIL(images_hwc, labels, m), batch_size=B, shuffle=True, drop_last=True,
                                 num_workers=args.workers, persistent_workers=args.workers > 0,

@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from analysis.records import load_sweep  # noqa: E402
 from trainables.data.eggholder import make_dataset  # noqa: E402
 from trainables.training.population import build_population, data_generators  # noqa: E402
-from trainables.studies.depth_width import RegressionConfig, build_regressor, train_one_epoch  # noqa: E402
+from trainables.studies.depth_width.config import RegressionConfig  # noqa: E402
+from trainables.studies.depth_width.trial import build_regressor, train_one_epoch  # noqa: E402
 
 NETWORKS = [(16,), (128, 128), (256, 128, 64)]
 

@@ -2,6 +2,7 @@
 
     python bench/gpu_resnet50.py                 # on a GPU: batch 256, 50 steps per repeat
     python bench/gpu_resnet50.py --device cpu --steps 2 --batch 32   # a CPU sanity run
+    python bench/gpu_resnet50.py --size 224 --steps 10    # the same network at ImageNet's resolution (4.0G MACs/image)
 
 What the scaling study's paper preset trains per worker: torchvision ResNet-50 with a 1-channel stem
 and 10 classes on 28x28 FashionMNIST-shaped images (random uint8 pixels: values do not change the
@@ -12,7 +13,7 @@ as one tensor on the device, index-sliced batches). Two variants in the same pro
 Timed scope: `--steps` optimizer steps after one warm-up pass of the same length, device-synced;
 median over `--repeats`. Printed per variant: images/s, the ratio to the baseline, achieved TFLOP/s
 (3 x forward MACs x 2 FLOP per image) and PPP, the fraction of the device's peak (tensor-core peak
-with AMP, fp32 peak without; known devices in analysis/paleo.py).
+with AMP, fp32 peak without; trainables.models.paleo.gpu_peak: the table, or DLSWEEPS_PEAK_TFLOPS).
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ from trainables.image.trial import device_peak  # noqa: E402
 from trainables.models.registry import build_model  # noqa: E402
 from trainables.data.vision import TensorSplit  # noqa: E402
 
-SHAPE = (1, 28, 28)  # FashionMNIST
+SHAPE = (1, 28, 28)  # FashionMNIST (--size changes the side)
 
 
-def measure(device: torch.device, batch: int, steps: int, repeats: int, amp: bool, channels_last: bool) -> float:
+def measure(device: torch.device, batch: int, steps: int, repeats: int, amp: bool, channels_last: bool,
+            shape: tuple[int, int, int] = SHAPE) -> float:
     """Median training images/s of ResNet-50 over `repeats` timed passes of `steps` steps."""
     torch.manual_seed(0)
     model = build_model("resnet50", num_classes=10, in_channels=1).to(device)
@@ -45,7 +47,7 @@ def measure(device: torch.device, batch: int, steps: int, repeats: int, amp: boo
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     n = batch * steps
-    images = torch.randint(0, 256, (n, *SHAPE), dtype=torch.uint8, device=device)
+    images = torch.randint(0, 256, (n, *shape), dtype=torch.uint8, device=device)
     data = TensorSplit(images, torch.randint(0, 10, (n,), device=device))
     generator = torch.Generator(device=device).manual_seed(0)
     rates = []
@@ -66,21 +68,23 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--size", type=int, default=SHAPE[1], help="image side in pixels (default 28; 224: ImageNet's)")
     args = p.parse_args()
+    shape = (SHAPE[0], args.size, args.size)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda but no CUDA device is visible; use --device cpu")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    macs = model_summary("resnet50", SHAPE, num_classes=10, in_channels=1)["macs_per_sample"]
+    macs = model_summary("resnet50", shape, num_classes=10, in_channels=1)["macs_per_sample"]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"ResNet-50, 1x28x28 input, {macs / 1e6:.1f}M MACs/image forward, batch {args.batch}, "
+    print(f"ResNet-50, 1x{args.size}x{args.size} input, {macs / 1e6:.1f}M MACs/image forward, batch {args.batch}, "
           f"{args.steps} steps x {args.repeats} repeats on {name}")
     variants = [("fp32, NCHW (baseline)", False, False), ("bf16 AMP + channels_last", True, True)]
     baseline = None
     print(f"  {'variant':<26} {'images/s':>10} {'vs baseline':>11} {'TFLOP/s':>8} {'PPP':>6}")
     for label, amp, channels_last in variants:
-        rate = measure(device, args.batch, args.steps, args.repeats, amp, channels_last)
+        rate = measure(device, args.batch, args.steps, args.repeats, amp, channels_last, shape)
         baseline = baseline or rate
         tflops = achieved_flops(macs, rate) / 1e12
         peak = device_peak(device, amp)

@@ -28,7 +28,9 @@ import torch
 
 from trainables.models.pretrained import ARCHS
 from trainables.runtime.session import LocalSession
-from trainables.studies.transfer import TransferData, train_transfer
+from trainables.config import from_dict
+from trainables.studies.transfer.config import TransferConfig
+from trainables.studies.transfer.trial import TransferData, train_transfer
 from trainables.data.vision import Split, VisionData
 
 
@@ -41,10 +43,10 @@ def synthesized(n: int, size: int, classes: int, seed: int = 0) -> VisionData:
     return VisionData("flowers102", classes, (0.5,) * 3, (0.25,) * 3, split(), split(), split())
 
 
-def run(config: dict, data: TransferData) -> dict[str, float]:
+def run(config: dict, data: TransferData, device: torch.device) -> dict[str, float]:
     session = LocalSession(epochs=config["epochs"])
     started = time.perf_counter()
-    train_transfer(config, data, session)
+    train_transfer(from_dict(TransferConfig, config), data, session, device)
     wall = time.perf_counter() - started
     history = session.history
     return {"epoch_s": float(np.median([h["time/epoch_s"] for h in history])),
@@ -66,20 +68,19 @@ def main() -> None:
         args.arch, args.image_size, args.train, args.epochs = "resnet18", 32, 48, 2
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda but torch sees no GPU; run on a GPU machine or use --device cpu")
-    if args.device == "cpu":
-        torch.cuda.is_available = lambda: False  # the trial picks its device by itself
+    device = torch.device(args.device)  # what a trial gets from Ray's assignment (trainables.runtime.devices)
     load_size = args.load_size or round(args.image_size * 8 / 7)
     torch.manual_seed(0)
     data = TransferData(synthesized(args.train, load_size, 102), ARCHS[args.arch][0](weights=None).state_dict())
     base = {"arch": args.arch, "image_size": args.image_size, "load_size": load_size, "epochs": args.epochs,
             "augment": False, "lr": 0.01}
-    device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"{args.arch} at {args.image_size} px, {args.train} training images, {args.epochs} epochs, batch 64, "
-          f"on {device}")
+          f"on {name}")
     results = {
-        "fine-tuning": run({**base, "mode": "finetune"}, data),
-        "feature extractor": run({**base, "mode": "feature_extractor"}, data),
-        "feature extractor, cached": run({**base, "mode": "feature_extractor", "cache_features": True}, data),
+        "fine-tuning": run({**base, "mode": "finetune"}, data, device),
+        "feature extractor": run({**base, "mode": "feature_extractor"}, data, device),
+        "feature extractor, cached": run({**base, "mode": "feature_extractor", "cache_features": True}, data, device),
     }
     print(f"{'path':28s} {'s/epoch':>9s} {'features s':>11s} {'train s':>9s} {'wall s':>8s}")
     for name, r in results.items():

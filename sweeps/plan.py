@@ -147,11 +147,13 @@ def _short(value: Any) -> str:
 
 # ---------------------------------------------------------------- building the plan
 
-def resolve_plan(study: Study, args: argparse.Namespace, context: Context, metric: str, mode: str) -> SweepPlan:
-    """The sweep's plan from its flags: every config it will run checked once (ConfigError/UsageError: exit 2)."""
+def resolve_plan(study: Study, args: argparse.Namespace, context: Context, metric: str, mode: str,
+                 prepare: bool = True) -> SweepPlan:
+    """The sweep's plan from its flags: every config it will run checked once (ConfigError/UsageError: exit 2).
+    `prepare=False` leaves out the study's prepare hook (values read from earlier sweeps, a weights check)."""
     preset = study.presets[args.preset]
     base, seeds = base_config(study, preset.config, args.overrides, args.seed)
-    if study.hooks.prepare is not None and not preset.analysis_only:
+    if prepare and study.hooks.prepare is not None and not preset.analysis_only:
         base = study.hooks.prepare(base, context)  # e.g. bounds read from an earlier sweep
     pinned = {item.partition("=")[0] for item in args.overrides}
     typed = lambda key, value: coerce_value(study.config, key, value)  # noqa: E731

@@ -22,6 +22,13 @@ def clean_env(monkeypatch):
         monkeypatch.delenv(key, raising=False)
 
 
+def faults(**variables: str) -> dict[str, str]:
+    """Environment that arms a test's fault injection (tests/faults/sitecustomize.py) in every process of a sweep:
+    e.g. faults(DLSWEEPS_TEST_KILL_AFTER_CHECKPOINT="10:marker")."""
+    path = os.pathsep.join(p for p in (str(ROOT / "tests" / "faults"), os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, **variables}
+
+
 def run_script(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
     full_env.update(env or {})
@@ -39,3 +46,15 @@ def latest_sweep(results: Path, study: str):
     parent = client.search_runs([experiment], "tags.`sweep.parent` = '1'")[0]  # newest first
     children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     return client, parent, children
+
+
+def sweep_plan(study, argv: list[str], tracking_uri: str = "sqlite:///:memory:", prepare: bool = False):
+    """The plan `python sweeps/<study>.py ARGV` would run (sweeps.plan), built without starting anything (and
+    without the study's prepare hook unless asked: it may read earlier sweeps or weights files)."""
+    from analysis.studies import load
+    from sweeps.cli import parse_args
+    from sweeps.plan import resolve_plan
+    from sweeps.study import Context
+
+    figures = load(study.name, module=study.figures or None)
+    return resolve_plan(study, parse_args(study, argv), Context(tracking_uri), figures.metric, figures.mode, prepare)

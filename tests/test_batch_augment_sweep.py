@@ -5,6 +5,7 @@ are tested in tests/test_augment.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pickle
 
@@ -15,10 +16,10 @@ from mlflow.tracking import MlflowClient
 
 from fake_datasets import UncheckedCIFAR10, make_cifar
 from trainables.training.augment import batch_augment, normalize
-from trainables.batch_augmentation import BatchAugmentConfig, BestAccuracySession, classify_config, he_milestones
+from sweeps.batch_augment import BatchAugmentConfig, he_milestones, to_loop
+from trainables.image.probes import BestAccuracy
 from trainables.config import ConfigError, from_dict
-from trainables.runtime.session import LocalSession
-from trainables.data.vision import DATASETS, DatasetSpec
+from trainables.data.vision import DATASETS
 
 def colour_classes(root, seed: int = 0) -> None:
     """Rewrite make_cifar's files so each class is a colour plus noise. Its learnable patterns are fixed
@@ -62,39 +63,42 @@ def test_recipe_and_lr_scaling():
     assert (cfg.model, cfg.batch_size, cfg.cutout, cfg.crop_flip, cfg.weight_decay, cfg.momentum) == (
         "resnet44", 64, 16, True, 1e-4, 0.9)
     assert cfg.lr_milestones == (82, 123) and cfg.target_accuracy == 0.94 and cfg.epochs == 100
-    base = {"batch_m": 4, "lr": 0.1}
-    assert classify_config(base)["lr"] == pytest.approx(0.1)
-    assert classify_config({**base, "lr_scaling": "linear"})["lr"] == pytest.approx(0.4)
-    assert classify_config({**base, "lr_scaling": "sqrt"})["lr"] == pytest.approx(0.2)
-    assert "lr_scaling" not in classify_config(base)
+    base = BatchAugmentConfig(batch_m=4, lr=0.1)
+    assert to_loop(base).loop.lr == pytest.approx(0.1)
+    assert to_loop(dataclasses.replace(base, lr_scaling="linear")).loop.lr == pytest.approx(0.4)
+    trial = to_loop(dataclasses.replace(base, lr_scaling="sqrt"))
+    assert trial.loop.lr == pytest.approx(0.2) and trial.params == {"lr_effective": pytest.approx(0.2)}
+    assert not hasattr(to_loop(base).loop, "lr_scaling")  # the loop's config holds the loop's keys only
     with pytest.raises(ConfigError, match="lr_scaling='cubic'"):
         from_dict(BatchAugmentConfig, {"lr_scaling": "cubic"})
     with pytest.raises(ConfigError, match="target_accuracy=94"):
         from_dict(BatchAugmentConfig, {"target_accuracy": 94})
 
 
-def test_best_accuracy_session_keeps_the_best_through_a_checkpoint():
-    inner = LocalSession(epochs=3, checkpoint_every=1)
-    session = BestAccuracySession(inner)
-    for epoch, acc in enumerate((0.4, 0.7, 0.5), start=1):
-        assert session.report({"test/accuracy": acc, "train/loss": 1.0}, epoch, lambda: {"w": 1})
-    assert [h["test/best_accuracy"] for h in inner.history] == [0.4, 0.7, 0.7]
-    assert inner.history[-1]["test/error"] == pytest.approx(0.5)
-    resumed = BestAccuracySession(LocalSession(epochs=3, state=inner.state))
-    assert resumed.restore()["w"] == 1 and resumed.best == 0.7
+def test_best_accuracy_probe_keeps_the_best_through_a_checkpoint():
+    probe = BestAccuracy()
+    probe.start(None, None, None, None)
+    seen = [probe.observe(epoch, {"test/accuracy": acc, "train/loss": 1.0}, None, epoch == 3)[0]
+            for epoch, acc in enumerate((0.4, 0.7, 0.5), start=1)]
+    assert [m["test/best_accuracy"] for m in seen] == [0.4, 0.7, 0.7]
+    assert seen[-1]["test/error"] == pytest.approx(0.5)
+    assert probe.observe(4, {"train/loss": 1.0}, None, True) == ({}, {})  # no test accuracy: nothing to add
+    resumed = BestAccuracy()
+    resumed.start(None, None, None, probe.state())
+    assert resumed.best == 0.7
 
 
 def test_asha_time_attribute_in_passes():
+    from conftest import sweep_plan
     from sweeps.batch_augment import STUDY
-    from sweeps.runner import _scheduler, build_parser, resolve_plan
+    from sweeps.tuning import scheduler
 
-    args = build_parser(STUDY).parse_args(["--preset", "quick", "--scheduler", "asha", "--asha-time", "passes"])
-    plan = resolve_plan(STUDY, args)
-    asha = _scheduler(STUDY, plan, "asha", args.asha_time)
+    plan = sweep_plan(STUDY, ["--preset", "quick", "--scheduler", "asha", "--asha-time", "passes"])
+    asha = scheduler(plan)
     # M in {1, 2, 4}, 8 epochs: up to 32 passes; the M = 1 trial keeps its 2 grace epochs
     assert asha._time_attr == "train/passes" and asha._max_t == 32
     assert sorted(milestone for milestone, _ in asha._brackets[0]._rungs) == [2, 6, 18]
-    assert _scheduler(STUDY, plan, "asha", "epoch")._time_attr == "epoch"
+    assert scheduler(sweep_plan(STUDY, ["--preset", "quick", "--scheduler", "asha"]))._time_attr == "epoch"
 
 
 def test_asha_time_without_asha_is_a_usage_error(tmp_path):
@@ -112,7 +116,7 @@ def test_smoke_sweep_end_to_end(tmp_path, clean_env, monkeypatch):
     from sweeps import batch_augment
     from sweeps.runner import main
 
-    monkeypatch.setitem(DATASETS, "cifar10", DatasetSpec(UncheckedCIFAR10, 10))
+    monkeypatch.setitem(DATASETS, "cifar10", dataclasses.replace(DATASETS["cifar10"], cls=UncheckedCIFAR10))
     monkeypatch.chdir(tmp_path)
     data_dir = tmp_path / "data"
     make_cifar(data_dir, UncheckedCIFAR10, per_file=64, learnable=True)

@@ -33,11 +33,11 @@ def test_bias2_plus_variance_plus_noise_is_the_expected_test_mse(degree):
     """With many test points the test MSE ~ bias^2 + variance + 0.3; with the 10 of the exercise the
     identity holds exactly once the test labels' own noise and cross term are counted."""
     s = LocalSession(epochs=1)
-    train_bias_variance({"degree": degree, "n_test": 20_000}, None, s)
+    train_bias_variance(BiasVarianceConfig(degree=degree, n_test=20_000), None, s)
     m = s.history[-1]
     assert m["test/mse"] == pytest.approx(m["bv/sum"], rel=0.03)
     assert m["test/noise"] == pytest.approx(0.3, rel=0.03)
-    train_bias_variance({"degree": degree}, None, s)  # n_test 10
+    train_bias_variance(BiasVarianceConfig(degree=degree), None, s)  # n_test 10
     m = s.history[-1]
     assert m["test/mse"] == pytest.approx(m["bv/bias2"] + m["bv/variance"] + m["test/noise"] + m["test/cross"])
     assert m["grid/mse"] == pytest.approx(m["grid/bias2"] + m["grid/variance"] + 0.3)
@@ -68,7 +68,7 @@ def test_ridge_trades_variance_for_bias_and_the_trial_is_deterministic():
     runs = []
     for alpha in (1e-4, 1.0, 1e-4):
         s = LocalSession(epochs=1)
-        train_bias_variance({"degree": 10, "ridge_alpha": alpha}, None, s)
+        train_bias_variance(BiasVarianceConfig(degree=10, ridge_alpha=alpha), None, s)
         runs.append(s.history[-1])
     weak, strong, again = runs
     assert strong["ridge/grid/bias2"] > weak["ridge/grid/bias2"]

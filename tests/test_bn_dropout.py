@@ -12,16 +12,16 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from fake_datasets import make_mnist
-from trainables.bn_dropout import SETUPS, BNDropoutConfig, classify_config, derived_params
+from sweeps.bn_dropout import SETUPS, BNDropoutConfig, to_loop
 from trainables.config import ConfigError, from_dict
-from trainables.image.trial import BATCHNORM_TABLE, ClassifyConfig, build_classifier
+from trainables.image.trial import BATCHNORM_TABLE, build_classifier, trial_params
 
 # BN layers of LeNet-5 in model order and their channels (input: MNIST's one channel)
 BN_LAYERS = {"input": 1, "conv1": 6, "conv2": 16, "fc1": 120, "fc2": 84}
 
 
 def _layers(setup: str) -> tuple[int, list[float]]:
-    model = build_classifier(from_dict(ClassifyConfig, classify_config({"setup": setup})))
+    model = build_classifier(to_loop(BNDropoutConfig(setup=setup)).loop)
     bn = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
     return bn, [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
 
@@ -35,9 +35,9 @@ def test_each_setup_builds_its_model():
     cfg = BNDropoutConfig()
     assert (cfg.dataset, cfg.model, cfg.optimizer, cfg.lr, cfg.lr_policy, cfg.batch_size) == (
         "mnist", "lenet5", "adam", 1e-3, "cosine", 128)
-    assert "setup" not in classify_config({"setup": "bn"})
+    assert not hasattr(to_loop(BNDropoutConfig(setup="bn")).loop, "setup")
     # the recorded params are the setup's options (they replace the config's unset ones)
-    params = {s: derived_params({"setup": s}) for s in SETUPS}
+    params = {s: trial_params(to_loop(BNDropoutConfig(setup=s))) for s in SETUPS}
     assert params["bn_input"]["input_batch_norm"] is True and params["bn"]["input_batch_norm"] is False
     assert params["bn_dropout"]["dropout_hidden"] == 0.5 and params["baseline"]["batch_norm"] is False
     # BN replaces the conv/FC biases (6+16+120+84) with gamma and beta (2 each); the input's adds 2

@@ -12,18 +12,28 @@ from mlflow.tracking import MlflowClient
 
 from analysis.records import load_sweep
 from fake_datasets import make_mnist
-from sweeps.study import Preset, Study
-from trainables.image.trial import ClassifyConfig, derived_params, make_data, train_classifier
+from sweeps.study import Preset, Study, image_trial
+from trainables.image.config import ClassifyConfig, plain_trial
+
+# This module is also the test study's figures (Study.figures): its metric, and no figures.
+METRIC, MODE = "test/accuracy", "max"
+
+
+def figures(runs, out_dir) -> list:
+    return []
+
+
+def summary(runs) -> str:
+    return ""
 
 
 def _study(epochs: int) -> Study:
     return Study(
-        name="ddp_test", description="a DDP trial of LeNet-5 on fake FashionMNIST", config_cls=ClassifyConfig,
-        trial_fn=train_classifier, make_data=make_data,
+        name="ddp_test", doc="a DDP trial of LeNet-5 on fake FashionMNIST", config=ClassifyConfig,
+        trial=image_trial(plain_trial), figures="test_ddp",
         presets={"smoke": Preset("one trial", config={"dataset": "fashion_mnist", "model": "lenet5",
                                                       "epochs": epochs, "batch_size": 16, "lr": 0.05})},
-        metric="test/accuracy", mode="max", figures=lambda runs, out_dir: [], summary=lambda runs: "",
-        derived_params=derived_params, default_preset="smoke", data_parallel=True,
+        default_preset="smoke",
     )
 
 
@@ -69,8 +79,11 @@ def test_two_node_ddp_trial_keeps_replicas_identical(tmp_path, clean_env):
 
 @pytest.mark.slow
 def test_ddp_trial_killed_midway_resumes_from_its_checkpoint(tmp_path, clean_env, monkeypatch):
+    from conftest import faults
+
     marker = tmp_path / "fault-fired"
-    monkeypatch.setenv("DLSWEEPS_DDP_FAULT", f"exit:2:1:{marker}")  # rank 1 dies after reporting epoch 2
+    for key, value in faults(DLSWEEPS_DDP_FAULT=f"exit:2:1:{marker}").items():  # rank 1 dies after epoch 2
+        monkeypatch.setenv(key, value)
     sweep, client = _run(tmp_path, ["--workers", "2", "--max-failures", "1"], epochs=4)
     assert marker.exists()
     assert len(sweep.runs) == 1
@@ -94,7 +107,8 @@ def test_bad_ddp_flags_fail_before_anything_is_created(tmp_path, clean_env):
     make_mnist(tmp_path / "data", "FashionMNIST")  # the data loads (before Ray starts), then the size check
     data = ["--set", f"data_dir={tmp_path / 'data'}"]
     for study, flags, message in (
-            ("scaling", ["--workers", "0"], "--workers 0 must be at least 1"),
+            ("lr_range", ["--workers", "0", *data], "--workers 0 must be at least 1"),
+            ("scaling", ["--workers", "2"], "--workers: scaling sets each trial's workers itself"),
             ("scaling", ["--ddp-backend", "nccl"], "nccl needs GPUs"),
             ("lr_range", ["--workers", "1000", *data], "a trial of 1000 DDP workers (1 CPU, 0 GPU each) needs 1000 CPUs"),
             ("transfer", ["--workers", "2"], "--workers: transfer's trials do not train data-parallel")):
@@ -196,7 +210,6 @@ def test_the_studies_that_take_workers_are_those_the_readme_lists():
     from sweeps.registry import STUDIES, load_study
 
     studies = [load_study(name) for name in STUDIES]
-    assert all(s.data_parallel for s in studies if s.ddp_overrides is not None)  # scaling: every trial a DDP job
     flag_row = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `--workers N`"))
-    listed = flag_row.split("image-classification loop take it (")[1].split(")")[0].split(", ")
-    assert sorted(listed) == sorted(s.name for s in studies if s.data_parallel)
+    listed = flag_row.split("image-classification loop take it (")[1].split(";")[0].split(", ")
+    assert sorted(listed) == sorted(s.name for s in studies if s.trial.data_parallel)

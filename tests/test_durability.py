@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import ROOT
+from conftest import ROOT, faults
 from servers import MlflowServer, S3Server
 
 SCRIPT = str(ROOT / "sweeps" / "depth_width.py")
@@ -205,7 +205,7 @@ def test_worker_killed_and_tracking_server_restarted_mid_sweep(servers, tmp_path
 
     s3, tracking = servers
     marker = tmp_path / "killed-once"
-    env = _env(s3, tracking, DLSWEEPS_TEST_KILL_AFTER_CHECKPOINT=f"10:{marker}")
+    env = _env(s3, tracking, **faults(DLSWEEPS_TEST_KILL_AFTER_CHECKPOINT=f"10:{marker}"))
     client = MlflowClient(tracking.uri)
     epochs = 120
     before = _latest_parent(client)
@@ -304,13 +304,13 @@ def test_bad_storage_exits_2_with_one_line(servers, storage, env, message, tmp_p
 
 def test_errored_trial_retried_on_resume_with_retry_errored(tmp_path):
     """--max-failures 0 lets a dying trial end in error; --resume --retry-errored runs it on from its checkpoint."""
-    from conftest import run_script
+    from conftest import faults, run_script
 
     marker = tmp_path / "killed-once"
     epochs = 30
     first = run_script([SCRIPT, "--preset", "smoke", "--set", f"epochs={epochs}", "--checkpoint-every", "5",
                         "--max-failures", "0", "--max-concurrent", "1", "--results-dir", "res"], cwd=tmp_path,
-                       env={"DLSWEEPS_TEST_KILL_AFTER_CHECKPOINT": f"10:{marker}"})
+                       env=faults(DLSWEEPS_TEST_KILL_AFTER_CHECKPOINT=f"10:{marker}"))
     assert first.returncode == 0, first.stderr[-3000:]  # one trial of three failed: the sweep still ends
     client = MlflowClient(f"sqlite:///{tmp_path / 'res' / 'mlflow.db'}")
     parent_id = _parent_id(first.stdout)

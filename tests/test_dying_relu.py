@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from trainables.config import ConfigError, from_dict
-from trainables.studies.dying_relu import (DyingReluConfig, born_dead, collapsed, grid_outputs, make_data, train_dying_relu)
+from trainables.studies.dying_relu.config import DyingReluConfig
+from trainables.studies.dying_relu.trial import born_dead, collapsed, grid_outputs, make_data, train_dying_relu
 from trainables.models.registry import build_model
 from trainables.training.population import fuse
 from trainables.runtime.session import LocalSession
@@ -58,7 +59,7 @@ def test_bad_config_values_are_one_line_errors(bad, message):
 def test_trial_without_ray_reports_and_records_every_simulation():
     cfg = DyingReluConfig(simulations=40, epochs=2, depth=10, width=2)
     session = LocalSession(epochs=2)
-    train_dying_relu(vars(cfg), make_data(cfg), session)
+    train_dying_relu(cfg, make_data(cfg), session)
     assert [h["epoch"] for h in session.history] == [1, 2]
     last = session.history[-1]
     sims = session.artifacts["simulations.csv"]

@@ -22,17 +22,18 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from analysis.html_report import command_line, table_columns, write_report
+from analysis.overview import overview_notes
 from analysis.records import load_sweep
 from analysis.report import publish_report
 
 CHROMIUM = "/usr/bin/chromium"
-STUDY = SimpleNamespace(name="tiny", description="Does <b>lr</b> & width matter?", metric="test/rmse", mode="min")
+STUDY = SimpleNamespace(name="tiny", question="Does <b>lr</b> & width matter?", metric="test/rmse", mode="min")
 
 
 def write_tiny_sweep(uri: str) -> str:
     """A parent run (argv, versions, base and space params) with three trials; returns its run ID."""
     client = MlflowClient(uri)
-    experiment = client.create_experiment("tiny")
+    experiment = client.create_experiment("tiny", artifact_location=uri.replace("sqlite:///", "file://")[:-9] + "art")
     tags = {"sweep.parent": "1", "preset": "smoke", "search": "grid", "scheduler": "fifo",
             "sweep.argv": json.dumps(["--preset", "smoke", "--set", "note=a b<c>"]),
             "git_commit": "abc123", "version.python": "3.11.9", "version.torch": "2.5.0"}
@@ -80,10 +81,34 @@ def test_table_has_the_swept_keys_the_metric_and_status_best_first(tiny, tmp_pat
     assert 'href="trials.csv"' in page
 
 
+def test_figures_not_drawn_are_explained_and_the_front_is_listed(tiny, tmp_path):
+    page = write_report(tiny, STUDY, "s", [], tmp_path / "out").read_text()
+    notes = re.search(r'<ul id="figure-notes">(.*?)</ul>', page, re.S).group(1)
+    items = [html.unescape(n) for n in re.findall(r"<li>(.*?)</li>", notes)]
+    assert items == overview_notes(tiny, "test/rmse", "min") and len(items) == 2
+    assert items[0].startswith("No importance figure: only 2 trial(s)")  # 1 finished + 1 stopped have values
+    assert items[1].startswith("No cost figure: 1 finished trial(s)")
+    assert "pareto-front" not in page  # one finished trial: no front to list
+
+    client = MlflowClient(tiny.tracking_uri)  # a second finished trial, cheaper and worse: both on the front
+    run = client.create_run(tiny.parent.info.experiment_id, run_name="trial_3",
+                            tags={"mlflow.parentRunId": tiny.parent_run_id, "trial_status": "finished"}).info.run_id
+    client.log_batch(run, params=[Param("lr", "0.01"), Param("width", "16"), Param("mode", "a")],
+                     metrics=[Metric("test/rmse", 0.75, 0, 1), Metric("time/train_s", 1.0, 0, 1)])
+    client.log_batch(tiny.runs.set_index("run_name").loc["trial_0", "run_id"],
+                     metrics=[Metric("time/train_s", 2.0, 0, 1)])
+    sweep = load_sweep("tiny", tiny.parent_run_id, tiny.tracking_uri)
+    page = write_report(sweep, STUDY, "s", [], tmp_path / "out").read_text()
+    front = page[page.index('<div id="pareto-front">'):]
+    front = front[:front.index("</table>")]
+    assert front.index("trial_3") < front.index("trial_0")  # cheapest first
+    assert "lr=0.01 width=16" in front and "lr=0.01 width=8" in front
+
+
 def test_an_analysis_only_step_without_trials(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
-    experiment = client.create_experiment("tiny")
+    experiment = client.create_experiment("tiny", artifact_location=(tmp_path / "art").as_uri())
     parent = client.create_run(experiment, tags={"sweep.parent": "1", "analysis_only": "1"}).info.run_id
     client.set_terminated(parent)
     sweep = load_sweep("tiny", parent, uri)
@@ -147,7 +172,7 @@ def test_smoke_sweep_report_in_a_browser(tmp_path, clean_env, monkeypatch, capsy
     summary = re.search(r'<pre id="summary">(.*?)</pre>', dom, re.S).group(1)
     assert html.unescape(summary) == printed  # the very text the terminal showed
     question = re.search(r'<p class="question">(.*?)</p>', dom, re.S).group(1)
-    assert html.unescape(question) == staleness.STUDY.description
+    assert html.unescape(question) == staleness.STUDY.question
     command = html.unescape(re.search(r'<pre id="command">(.*?)</pre>', dom, re.S).group(1))
     assert command == f"python sweeps/staleness.py --preset smoke --results-dir {results}"
     assert (tmp_path / "report.png").stat().st_size > 20_000  # a rendered page, not a blank one

@@ -3,6 +3,7 @@ real-format data sets."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -10,11 +11,21 @@ import torch
 
 from fake_datasets import UncheckedCIFAR10, make_cifar, make_mnist
 from trainables.config import ConfigError, from_dict
-from trainables.image.trial import (ClassifyConfig, build_classifier, derived_params, make_data,
-                                             train_classifier)
+from trainables.image.config import ClassifyConfig
+from trainables.image.trial import build_classifier, make_data, model_params
+from trainables.image.trial import train_classifier as train_typed
 from trainables.training.schedules import range_factor
 from trainables.runtime.session import LocalSession
 from trainables.data.vision import DATASETS, DatasetSpec
+
+
+def train_classifier(config: dict, data, session) -> None:
+    """The loop on a config given as the plain values a trial receives (parsed once, as a trial does)."""
+    train_typed(from_dict(ClassifyConfig, config), data, session)
+
+
+def derived_params(config: dict) -> dict:
+    return model_params(from_dict(ClassifyConfig, config))
 
 
 @pytest.fixture
@@ -49,7 +60,7 @@ def test_target_accuracy_stops_the_trial(fashion_dir):
 
 
 def test_cifar_batch_augmentation_and_resume(tmp_path, monkeypatch):
-    monkeypatch.setitem(DATASETS, "cifar10", DatasetSpec(UncheckedCIFAR10, 10))
+    monkeypatch.setitem(DATASETS, "cifar10", dataclasses.replace(DATASETS["cifar10"], cls=UncheckedCIFAR10))
     make_cifar(tmp_path, UncheckedCIFAR10, per_file=40, learnable=True)
     config = {"dataset": "cifar10", "model": "resnet20", "epochs": 2, "batch_size": 16, "batch_m": 2,
               "crop_flip": True, "cutout": 8, "data_dir": str(tmp_path), "lr_policy": "multistep",

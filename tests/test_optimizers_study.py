@@ -6,6 +6,7 @@ tests/test_optimizers.py; a population of optimizers against separate runs: test
 
 from __future__ import annotations
 
+import dataclasses
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -13,8 +14,14 @@ from mlflow.tracking import MlflowClient
 from conftest import ROOT, run_script
 from fake_datasets import UncheckedCIFAR10, make_cifar, make_mnist
 from trainables.config import ConfigError, from_dict
-from trainables.studies.optimizers import METHOD_LRS, METHODS, OptimizersConfig, classify_config
-from trainables.data.vision import DATASETS, DatasetSpec
+from sweeps.optimizers import OptimizersConfig, to_loop
+from trainables.config import to_dict
+from trainables.data.vision import DATASETS
+from trainables.studies.optimizers import METHOD_LRS, METHODS
+
+
+def classify_config(cfg: OptimizersConfig) -> dict:
+    return to_dict(to_loop(cfg).loop)
 
 FIGURES = ("train_loss_curves.png", "training_time.png", "test_accuracy.png", "test_accuracy.csv")
 
@@ -95,7 +102,7 @@ def test_smoke_sweeps_separate_and_fused_give_the_same_table_and_redraw(tmp_path
 @pytest.mark.slow
 def test_cifar10_with_an_lr_search(tmp_path, clean_env, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setitem(DATASETS, "cifar10", DatasetSpec(UncheckedCIFAR10, 10))
+    monkeypatch.setitem(DATASETS, "cifar10", dataclasses.replace(DATASETS["cifar10"], cls=UncheckedCIFAR10))
     make_cifar(tmp_path / "data", UncheckedCIFAR10, per_file=40, learnable=True)
     results, table = _sweep(tmp_path, "cifar", "--set", "dataset=cifar10", "--set", f"data_dir={tmp_path / 'data'}",
                             "--set", "lr_search=2", "--set", "lr_search_epochs=1", "--population", "on",

@@ -3,6 +3,7 @@ analysis-only `fit` preset, and the smoke sweep end to end (real Ray, fake CIFAR
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -183,7 +184,7 @@ def test_smoke_sweep_then_fit_step(tmp_path, clean_env, monkeypatch):
     from sweeps.runner import main
     from trainables.data.vision import DATASETS, DatasetSpec
 
-    monkeypatch.setitem(DATASETS, "cifar10", DatasetSpec(UncheckedCIFAR10, 10))
+    monkeypatch.setitem(DATASETS, "cifar10", dataclasses.replace(DATASETS["cifar10"], cls=UncheckedCIFAR10))
     monkeypatch.chdir(tmp_path)
     data_dir = tmp_path / "data"
     make_cifar(data_dir, UncheckedCIFAR10, per_file=64, learnable=True)

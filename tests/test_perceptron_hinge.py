@@ -54,7 +54,7 @@ def test_trial_is_deterministic_and_records_every_repetition():
     runs = []
     for _ in range(2):
         s = LocalSession(epochs=1)
-        train_perceptron_hinge({"margin": 1.0, "repetitions": 50, "max_epochs": 300}, None, s)
+        train_perceptron_hinge(PerceptronHingeConfig(margin=1.0, repetitions=50, max_epochs=300), None, s)
         runs.append(s)
     a, b = (r.history[-1] for r in runs)
     assert {k: v for k, v in a.items() if not k.startswith("time/")} == \

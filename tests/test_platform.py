@@ -106,19 +106,23 @@ def test_recorder_writes_artifacts_once_across_a_restored_driver(tmp_path):
     client = MlflowClient(uri)
     experiment = client.create_experiment("s", artifact_location=(tmp_path / "art").as_uri())
     parent = client.create_run(experiment, tags={"sweep.parent": "1"}).info.run_id
-    trial = SimpleNamespace(trial_id="t1", config={"epochs": 3}, last_result={}, __str__=lambda self: "t1")
+    from conftest import sweep_plan
+    from sweeps import depth_width
+
+    plan = sweep_plan(depth_width.STUDY, ["--preset", "smoke", "--set", "epochs=3"])
+    trial = SimpleNamespace(trial_id="t1", config={"widths": "16"}, last_result={})
 
     def result(epoch):
         return {"epoch": epoch, "diverged": 0, "train/loss": 1.0 / epoch, "training_iteration": epoch,
                 ARTIFACTS_KEY: encode_all({f"hist/epoch{epoch}.npy": np.full(3, epoch), "latest.json": {"epoch": epoch}})}
 
-    first = MLflowRecorder(uri, experiment, parent)
+    first = MLflowRecorder(uri, experiment, parent, plan)
     first.on_trial_start(0, [trial], trial)
     for epoch in (1, 2):
         first.on_trial_result(0, [trial], trial, result(epoch))
     first.on_checkpoint(0, [trial], trial, None)  # written up to epoch 2; then the driver dies
 
-    second = MLflowRecorder(uri, experiment, parent)  # the resumed driver
+    second = MLflowRecorder(uri, experiment, parent, plan)  # the resumed driver
     second.on_trial_start(0, [trial], trial)
     for epoch in (2, 3):  # epoch 2 is replayed from the checkpoint
         second.on_trial_result(0, [trial], trial, result(epoch))
@@ -130,4 +134,6 @@ def test_recorder_writes_artifacts_once_across_a_restored_driver(tmp_path):
     assert sorted(a.path for a in client.list_artifacts(run_id, "hist")) == [f"hist/epoch{e}.npy" for e in (1, 2, 3)]
     assert trial_artifact(uri, run_id, "latest.json") == {"epoch": 3}
     np.testing.assert_array_equal(trial_artifact(uri, run_id, "hist/epoch2.npy"), [2, 2, 2])
-    assert client.get_run(run_id).data.tags["trial_status"] == "finished"
+    run = client.get_run(run_id)
+    assert run.data.tags["trial_status"] == "finished" and run.info.run_name == "widths=16"
+    assert run.data.params["widths"] == "16" and run.data.params["epochs"] == "3"  # the trial's whole config

@@ -8,15 +8,20 @@ import math
 import numpy as np
 import pytest
 
+from conftest import sweep_plan
+from sweeps.cli import UsageError
 from sweeps.registry import load_study
-from sweeps.runner import UsageError, _grid_configs, build_parser, resolve_plan
 from trainables.config import ConfigError, from_dict
 from trainables.data.eggholder import make_dataset
-from trainables.image.trial import BATCHNORM_TABLE, ClassifyConfig, train_classifier
-from trainables.training.population import REPLICA_HISTORY, REPLICAS_TABLE
-from trainables.studies.depth_width import train_regression
-from trainables.runtime.session import LocalSession
 from trainables.data.vision import Split, VisionData
+from trainables.image.config import ClassifyConfig
+from trainables.image.trial import BATCHNORM_TABLE, train_classifier
+from trainables.runtime.session import LocalSession
+from trainables.studies.depth_width.config import RegressionConfig
+from trainables.studies.depth_width.trial import train_regression
+from trainables.training.population import REPLICA_HISTORY, REPLICAS_TABLE
+
+CONFIGS = {train_classifier: ClassifyConfig, train_regression: RegressionConfig}
 
 
 def _tiny_images(n_train=96, n_test=40) -> VisionData:
@@ -29,9 +34,9 @@ def _tiny_images(n_train=96, n_test=40) -> VisionData:
     return VisionData("fake", 10, (0.2,), (0.3,), split(0, n_train), split(0, 0), split(n_train, n_train + n_test))
 
 
-def _run(trial, config, data, epochs):
+def _run(trial, config: dict, data, epochs):
     session = LocalSession(epochs=epochs)
-    trial(config, data, session)
+    trial(from_dict(CONFIGS[trial], config), data, session)
     return session
 
 
@@ -100,24 +105,26 @@ def test_a_population_whose_replicas_all_diverge_is_recorded_as_diverged():
 
 def test_seeds_become_one_population_trial_only_where_the_model_fuses():
     def plan(study, *args):
-        s = load_study(study)
-        return resolve_plan(s, build_parser(s).parse_args(["--preset", "smoke", *args]))
+        return sweep_plan(load_study(study), ["--preset", "smoke", *args])
 
     fused = plan("depth_width", "--set", "seeds=3")
-    assert fused.base["seeds"] == 3 and "seed" not in fused.space
-    assert len(_grid_configs(fused)) == 3  # the 3 networks, each one trial of 3 replicas
-    big = plan("cyclic_lr", "--set", "seeds=2")  # MiniGoogLeNet: one trial per seed
-    assert big.base.get("seeds", 1) == 1 and big.space["seed"] == [0, 1]
-    small = plan("cyclic_lr", "--set", "seeds=2", "--set", "model=lenet5")  # LeNet-5 fuses, but on a CPU
-    assert small.space["seed"] == [0, 1]  # separate trials are faster there (--population auto)
+    assert fused.base.seeds == 3 and "seed" not in fused.space
+    assert len(fused.grid_configs()) == 3  # the 3 networks, each one trial of 3 replicas
+    big = plan("cyclic_lr", "--set", "seeds=2", "--set", "lr_min=0.001", "--set", "lr_max=0.1")  # MiniGoogLeNet
+    assert big.base.seeds == 1 and big.space["seed"] == (0, 1)  # one trial per seed
+    small = plan("cyclic_lr", "--set", "seeds=2", "--set", "model=lenet5", "--set", "lr_min=0.001",
+                 "--set", "lr_max=0.1")  # LeNet-5 fuses, but on a CPU
+    assert small.space["seed"] == (0, 1)  # separate trials are faster there (--population auto)
     for flags in (["--gpus-per-trial", "0.5"], ["--population", "on"]):
-        small = plan("cyclic_lr", "--set", "seeds=2", "--set", "model=lenet5", *flags)
-        assert small.base["seeds"] == 2 and "seed" not in small.space
-    assert plan("depth_width", "--set", "seeds=3", "--population", "off").space["seed"] == [0, 1, 2]
-    with pytest.raises(UsageError, match="--population on"):
-        plan("cyclic_lr", "--set", "seeds=2", "--population", "on")  # MiniGoogLeNet does not fuse
-    ddp = plan("cyclic_lr", "--set", "seeds=2", "--set", "model=lenet5", "--gpus-per-trial", "0.5", "--workers", "1")
-    assert ddp.space["seed"] == [0, 1]  # a DDP job keeps one trial per seed
+        small = plan("cyclic_lr", "--set", "seeds=2", "--set", "model=lenet5", "--set", "lr_min=0.001",
+                     "--set", "lr_max=0.1", *flags)
+        assert small.base.seeds == 2 and "seed" not in small.space
+    assert plan("depth_width", "--set", "seeds=3", "--population", "off").space["seed"] == (0, 1, 2)
+    with pytest.raises(UsageError, match="--population on"):  # MiniGoogLeNet does not fuse
+        plan("cyclic_lr", "--set", "seeds=2", "--population", "on", "--set", "lr_min=0.001", "--set", "lr_max=0.1")
+    ddp = plan("cyclic_lr", "--set", "seeds=2", "--set", "model=lenet5", "--gpus-per-trial", "0.5", "--workers", "1",
+               "--set", "lr_min=0.001", "--set", "lr_max=0.1")
+    assert ddp.space["seed"] == (0, 1)  # a DDP job keeps one trial per seed
     with pytest.raises(ConfigError, match="population"):
         from_dict(ClassifyConfig, {"model": "resnet20", "dataset": "cifar10", "seeds": 2})
 

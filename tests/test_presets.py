@@ -7,9 +7,9 @@ import importlib
 
 import pytest
 
+from conftest import sweep_plan
 from sweeps.registry import STUDIES
-from sweeps.runner import _grid_configs, build_parser, resolve_plan
-from trainables.config import from_dict
+from sweeps.study import LogUniform, resolve
 
 STUDY_MODULES = list(STUDIES)  # the one study registry (also `python -m analysis`'s); one sweeps/ script each
 
@@ -23,21 +23,22 @@ def _cases():
 
 @pytest.mark.parametrize("study,preset", list(_cases()))
 def test_preset_configs_are_valid(study, preset):
-    plan = resolve_plan(study, build_parser(study).parse_args(["--preset", preset]))
-    configs = _grid_configs(plan)
+    plan = sweep_plan(study, ["--preset", preset])
+    configs = plan.grid_configs()
     assert configs
+    params = resolve(study.trial.params)
     for config in configs:
-        from_dict(study.config_cls, config)
-        if study.derived_params:
-            assert isinstance(study.derived_params(config), dict)
-        if study.ddp_overrides:
-            plan.ddp.for_trial(study.ddp_overrides, config)
+        task = study.trial.to_trial(config) if study.trial.to_trial else config
+        if params:
+            assert isinstance(params(task), dict)
+        plan.trial_ddp(config)
 
 
 def test_every_study_script_is_covered():
     from conftest import ROOT
 
-    platform = {"__init__", "runner", "study", "recording", "storage", "registry", "stoppers"}
+    platform = {"__init__", "runner", "study", "recording", "storage", "registry", "cli", "plan", "checks", "tuning",
+                "parent", "progress", "analysis_step"}
     scripts = {p.stem for p in (ROOT / "sweeps").glob("*.py")} - platform
     assert scripts == set(STUDY_MODULES)
 
@@ -46,9 +47,6 @@ def test_every_study_script_is_covered():
 def test_continuous_spaces_default_to_a_searcher(module):
     """A grid draws a continuous range once per grid point: `python sweeps/joint_search.py` would run 4
     trials at random learning rates instead of the preset's 12-trial search."""
-    from ray.tune.search.sample import Domain
-
     study = importlib.import_module(f"sweeps.{module}").STUDY
-    continuous = any(isinstance(v, Domain) for p in study.presets.values() for v in p.space.values())
-    args = build_parser(study).parse_args([])
-    assert (args.search != "grid") == continuous, module
+    continuous = any(isinstance(v, LogUniform) for p in study.presets.values() for v in p.space.values())
+    assert (study.default_search != "grid") == continuous, module

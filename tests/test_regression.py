@@ -7,8 +7,8 @@ from torch import nn
 
 from trainables.config import ConfigError, from_dict, parse_value
 from trainables.data.eggholder import make_dataset
-from trainables.studies.depth_width import (RegressionConfig, build_regressor, derived_params, enumerate_networks,
-                                   representative_networks, train_regression)
+from trainables.studies.depth_width.config import RegressionConfig, enumerate_networks, representative_networks
+from trainables.studies.depth_width.trial import build_regressor, network_params, train_regression
 from trainables.runtime.session import LocalSession, is_diverged
 
 
@@ -25,7 +25,7 @@ def test_enumerates_143_networks_within_budget():
 def test_parameter_count_and_batch_norm_placement(widths):
     cfg = RegressionConfig(widths=widths)
     model = build_regressor(cfg)
-    params = derived_params({"widths": "-".join(map(str, widths))})
+    params = network_params(from_dict(RegressionConfig, {"widths": "-".join(map(str, widths))}))
     assert params["n_params"] == sum(p.numel() for p in model.parameters())
     assert params["n_layers"] == len(widths) and params["total_units"] == sum(widths)
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
@@ -51,7 +51,7 @@ def test_budget_and_bad_values_are_rejected():
 def test_training_reduces_error_and_reports_flat_metrics():
     data = make_dataset(3000, seed=1)
     session = LocalSession(epochs=30)
-    train_regression({"widths": "64-64", "epochs": 30, "batch_size": 100}, data, session)
+    train_regression(RegressionConfig(widths=(64, 64), epochs=30, batch_size=100), data, session)
     first, last = session.history[0], session.history[-1]
     assert set(last) >= {"train/loss", "test/rmse", "time/epoch_s", "time/train_s", "epoch", "diverged"}
     assert last["epoch"] == 30 and last["diverged"] == 0
@@ -63,7 +63,7 @@ def test_training_reduces_error_and_reports_flat_metrics():
 def test_divergence_stops_the_trial_and_is_flagged():
     data = make_dataset(2000, seed=1)
     session = LocalSession(epochs=20)
-    train_regression({"widths": "256-128-128", "epochs": 20, "lr": 1e4}, data, session)
+    train_regression(RegressionConfig(widths=(256, 128, 128), epochs=20, lr=1e4), data, session)
     assert session.history[-1]["diverged"] == 1
     assert len(session.history) < 20  # it stopped instead of training on NaNs
     assert not math.isfinite(session.history[-1]["train/loss"])
@@ -72,11 +72,11 @@ def test_divergence_stops_the_trial_and_is_flagged():
 
 def test_resume_from_checkpoint_gives_the_same_model():
     data = make_dataset(2000, seed=1)
-    config = {"widths": "32-16", "epochs": 6}
+    config = RegressionConfig(widths=(32, 16), epochs=6)
     straight = LocalSession(epochs=6)
     train_regression(config, data, straight)
     first_half = LocalSession(epochs=6, checkpoint_every=3)
-    train_regression({**config}, data, _Stopper(first_half, stop_after=3))
+    train_regression(config, data, _Stopper(first_half, stop_after=3))
     resumed = LocalSession(epochs=6, state=first_half.state)
     train_regression(config, data, resumed)
     assert [h["epoch"] for h in resumed.history] == [4, 5, 6]
@@ -99,5 +99,5 @@ class _Stopper:
 
 def test_thread_count_is_not_changed_by_training():
     threads = torch.get_num_threads()
-    train_regression({"widths": "16", "epochs": 1, "n_points": 100}, make_dataset(100), LocalSession(epochs=1))
+    train_regression(RegressionConfig(widths=(16,), epochs=1, n_points=100), make_dataset(100), LocalSession(epochs=1))
     assert torch.get_num_threads() == threads

@@ -178,7 +178,7 @@ def test_openml_data_read_offline_from_sklearns_cache_with_one_hot_and_bad_as_po
     assert data["feature_names"][:2] == ["duration", "credit_amount"]
     assert np.array_equal(data["X"][:, 2:].sum(axis=1), np.ones(60))
     session = LocalSession(epochs=1)
-    train_roc_pr(vars(cfg), data, session)
+    train_roc_pr(cfg, data, session)
     assert session.history[-1]["run_params"]["positive_class"] == "bad"
     assert session.history[-1]["test/pi"] == pytest.approx(6 / 18)  # stratified 30% of 60: 6 bad of 18
     assert make_data(RocPrConfig(dataset="openml:credit-g", data_dir=str(tmp_path),

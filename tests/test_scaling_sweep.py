@@ -54,7 +54,7 @@ def test_allreduce_comparison_marks_failed_and_skipped_variants(tmp_path):
     import pandas as pd
 
     from analysis.studies import scaling
-    from trainables.scaling import parse_job
+    from sweeps.scaling import parse_job
 
     def run(job: str, status: str, throughput: float | None) -> dict:
         j = parse_job(job)

@@ -80,7 +80,7 @@ def test_speeds_from_ratio_and_learners_and_the_trial_report():
     assert learner_speeds(StalenessConfig(ratio=4, learners=4)) == (1.0, 2.0, 3.0, 4.0)
     assert learner_speeds(StalenessConfig(speeds=(3.0, 1.0))) == (3.0, 1.0)
     session = LocalSession(epochs=1)
-    train_staleness({"ratio": 2.5, "horizon": 4.0}, None, session)
+    train_staleness(StalenessConfig(ratio=2.5, horizon=4.0), None, session)
     m = session.history[-1]
     assert m["gradients"] == 14 and m["speed_ratio"] == 2.5 and m["staleness/max"] == 3
     assert m["learner0/staleness_mean"] == pytest.approx(9 / 4) and m["learner1/staleness_mean"] == pytest.approx(0.4)

@@ -145,26 +145,27 @@ def test_tune_config_metric_and_mode_must_agree():
 
 
 def test_one_shot_study_refuses_optimus():
+    from conftest import sweep_plan
     from sweeps import depth_width
-    from sweeps.runner import UsageError, build_parser, resolve_plan
+    from sweeps.cli import UsageError
 
-    study = dataclasses.replace(depth_width.STUDY, epochs_key=None)
+    study = dataclasses.replace(depth_width.STUDY, trial=dataclasses.replace(depth_width.STUDY.trial, epochs=None))
     with pytest.raises(UsageError, match="nothing for optimus to stop"):
-        resolve_plan(study, build_parser(study).parse_args(["--preset", "smoke", "--scheduler", "optimus"]))
+        sweep_plan(study, ["--preset", "smoke", "--scheduler", "optimus"])
 
 
 def test_stop_margin_reaches_the_stopper_and_needs_optimus():
+    from conftest import sweep_plan
     from sweeps import depth_width
-    from sweeps.runner import UsageError, _scheduler, build_parser, resolve_plan
+    from sweeps.cli import UsageError
+    from sweeps.tuning import scheduler
 
     study = depth_width.STUDY
-    parse = build_parser(study).parse_args
-    plan = resolve_plan(study, parse(["--preset", "smoke", "--scheduler", "optimus", "--stop-margin", "0.3"]))
-    assert _scheduler(study, plan, "optimus", stop_margin=0.3)._margin == 0.3
-    assert _scheduler(study, plan, "optimus")._margin == 0.2  # the documented default
+    assert scheduler(sweep_plan(study, ["--preset", "smoke", "--scheduler", "optimus", "--stop-margin", "0.3"]))._margin == 0.3
+    assert scheduler(sweep_plan(study, ["--preset", "smoke", "--scheduler", "optimus"]))._margin == 0.2  # the default
     for argv in (["--stop-margin", "0.3"], ["--scheduler", "optimus", "--stop-margin", "-1"]):
         with pytest.raises(UsageError, match="--stop-margin .* needs --scheduler optimus"):
-            resolve_plan(study, parse(["--preset", "smoke", *argv]))
+            sweep_plan(study, ["--preset", "smoke", *argv])
 
 
 CURVES = {"good": curve(**GOOD), "high floor": curve(**HIGH_FLOOR, seed=1), "steep": curve(**STEEP, seed=2)}

@@ -21,7 +21,14 @@ from trainables.config import ConfigError, from_dict
 from trainables.models.pretrained import (WeightsUnavailableError, build_transfer_model, fetch_weights, load_pretrained,
                                    weights_file)
 from trainables.runtime.session import LocalSession
-from trainables.studies.transfer import TransferConfig, TransferData, make_data, train_transfer
+from trainables.studies.transfer.config import TransferConfig
+from trainables.studies.transfer.trial import TransferData, make_data
+from trainables.studies.transfer.trial import train_transfer as train_typed
+
+
+def train_transfer(config: dict, data, session) -> None:
+    """The trial on a config given as the plain values a trial receives."""
+    train_typed(from_dict(TransferConfig, config), data, session)
 from trainables.data.vision import DATASETS
 
 FIGURES = ("accuracy_curves.png", "best_accuracy_vs_lr.png", "epoch_time.png", "dataset.png")
@@ -187,22 +194,22 @@ def test_config_errors():
 # ---------------------------------------------------------------- the study
 
 def test_presets_pair_each_mode_with_its_learning_rates():
+    from conftest import sweep_plan
     from sweeps import transfer
-    from sweeps.runner import build_parser, resolve_plan
 
     def plan(*argv):
-        return resolve_plan(transfer.STUDY, build_parser(transfer.STUDY).parse_args(list(argv)))
+        return sweep_plan(transfer.STUDY, list(argv))
 
     quick = plan()
     assert [(p["mode"], p["lr"]) for p in quick.points] == [
         ("finetune", 0.001), ("finetune", 0.01), ("finetune", 0.1),
         ("feature_extractor", 1.0), ("feature_extractor", 0.1), ("feature_extractor", 0.01),
         ("feature_extractor", 0.001)]
-    assert quick.num_samples == 7 and quick.base["arch"] == "resnet18"
+    assert quick.num_samples == 7 and quick.base.arch == "resnet18"
     pinned = plan("--set", "lr=0.01")  # pinning a key of the points: the modes remain, once each
     assert pinned.points == ({"mode": "finetune"}, {"mode": "feature_extractor"}) and pinned.num_samples == 2
-    assert plan("--preset", "paper").base["arch"] == "resnet50"
-    assert plan("--set", "seeds=2").space["seed"] == [0, 1]  # seeds: separate trials, each point twice
+    assert plan("--preset", "paper").base.arch == "resnet50"
+    assert plan("--set", "seeds=2").space["seed"] == (0, 1)  # seeds: separate trials, each point twice
 
 
 def test_offline_weights_error_exits_2_and_creates_nothing(tmp_path, monkeypatch, clean_env):

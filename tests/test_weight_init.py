@@ -14,15 +14,20 @@ from mlflow.tracking import MlflowClient
 
 from fake_datasets import make_mnist
 from trainables.config import ConfigError, from_dict
-from trainables.image.trial import ClassifyConfig, build_classifier
+from sweeps.weight_init import INITS, STUDY_ACTIVATIONS, WeightInitConfig, to_loop
+from trainables.image.trial import build_classifier, trial_params
+from trainables.studies.weight_init import HISTOGRAMS, LAYER_STATS, layer_statistics
 from trainables.training.population import build_population
-from trainables.studies.weight_init import (HISTOGRAMS, INITS, LAYER_STATS, STUDY_ACTIVATIONS, WeightInitConfig,
-                                    classify_config, derived_params, layer_statistics)
+
+
+def classify_config(values: dict):
+    """The loop's config of a weight_init config given as plain values."""
+    return to_loop(from_dict(WeightInitConfig, values)).loop
 
 
 def _model(init: str, activation: str = "tanh", seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return build_classifier(from_dict(ClassifyConfig, classify_config({"init": init, "activation": activation})))
+    return build_classifier(classify_config({"init": init, "activation": activation}))
 
 
 @pytest.mark.parametrize("init", list(INITS))
@@ -44,10 +49,10 @@ def test_init_owns_weight_init_and_sigma():
     cfg = WeightInitConfig()
     assert (cfg.dataset, cfg.model, cfg.widths, cfg.optimizer, cfg.lr, cfg.momentum) == (
         "mnist", "mlp", (100,) * 5, "sgd", 0.01, 0.9)
-    assert {k: classify_config({"init": "normal_small"})[k] for k in ("weight_init", "init_sigma")} == {
-        "weight_init": "normal", "init_sigma": 0.01}
-    assert classify_config({"init": "he"})["weight_init"] == "he" and "init" not in classify_config({})
-    assert derived_params({"init": "normal_large"})["init_sigma"] == 1.0
+    small = classify_config({"init": "normal_small"})
+    assert (small.weight_init, small.init_sigma) == ("normal", 0.01)
+    assert classify_config({"init": "he"}).weight_init == "he" and not hasattr(classify_config({}), "init")
+    assert trial_params(to_loop(WeightInitConfig(init="normal_large")))["init_sigma"] == 1.0
     with pytest.raises(ConfigError, match=r"^init='xavier' is not one of normal_small, normal_large, glorot, he$"):
         from_dict(WeightInitConfig, {"init": "xavier"})
     for key, value in (("weight_init", "he"), ("init_sigma", 0.5)):
@@ -60,7 +65,7 @@ def test_layer_statistics_plain_and_population_agree():
     the textbook picture holds: N(0, 0.01^2) shrinks tanh's activations ~10x per layer, Glorot keeps them."""
     x, y = torch.randn(300, 1, 28, 28), torch.randint(0, 10, (300,))
     config = classify_config({"init": "glorot", "activation": "tanh"})
-    pop = build_population(lambda: build_classifier(from_dict(ClassifyConfig, config)), [3, 4])
+    pop = build_population(lambda: build_classifier(config), [3, 4])
     stats, hist = layer_statistics(pop, x, y, bins=10, seeds=[3, 4])
     assert list(stats.columns) == ["replica", "seed", "layer", "act_mean", "act_std", "zero_frac", "sat_frac",
                                    "grad_norm"]

@@ -20,7 +20,10 @@ import pandas as pd  # noqa: E402
 from analysis.plotting import save_figure  # noqa: E402
 from analysis.records import RecordsError, load_sweep, trial_artifact  # noqa: E402
 from sweeps.runner import main  # noqa: E402
-from sweeps.study import Analysis, Context, Preset, Study  # noqa: E402
+from sweeps.study import Analysis, Context, Hooks, Preset, Study, Trial, no_data  # noqa: E402
+
+# This module is also the study's figures (Study.figures): its metric, figures and summary.
+METRIC, MODE = "fit/rmse", "min"
 
 
 @dataclass(frozen=True)
@@ -31,8 +34,7 @@ class FitConfig:
     seed: int = 0
 
 
-def fit_once(config: dict, data, session) -> None:
-    cfg = FitConfig(**config)
+def fit_once(cfg: FitConfig, data, session, device=None) -> None:
     rng = np.random.default_rng(cfg.seed)
     x = rng.uniform(-1, 1, cfg.n)
     y = cfg.slope * x + rng.normal(0, cfg.noise, cfg.n)
@@ -77,19 +79,14 @@ def analyze(base: dict, context: Context) -> Analysis:
 
 STUDY = Study(
     name="toy_fit",
-    description="test-only: one-shot line fits with artifacts",
-    config_cls=FitConfig,
-    trial_fn=fit_once,
-    make_data=lambda cfg: None,
+    doc="test-only: one-shot line fits with artifacts",
+    config=FitConfig,
+    trial=Trial(run=fit_once, data=no_data, epochs=None),
     presets={"smoke": Preset("two fits", space={"slope": [1.0, 3.0]}),
              "fit": Preset("the mean slope of the latest sweep (trains nothing)", analysis_only=True)},
-    metric="fit/rmse",
-    mode="min",
-    figures=figures,
-    summary=summary,
-    epochs_key=None,
     default_preset="smoke",
-    analyze=analyze,
+    hooks=Hooks(analyze=analyze, reads="toy_fit"),
+    figures="toy_fit_study",
 )
 
 if __name__ == "__main__":

@@ -141,7 +141,8 @@ def figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
                      bins=np.logspace(-3, 2, 50), histtype="step", linewidth=1.6, color=colors[r.run_id],
                      label=f"{r.loss}: mean {r.angle_maxmargin_deg:.3f}°")
     axes[0].set_xlabel("angle of w to the true normal (1, -1), degrees\n ")  # two lines, as on the right
-    axes[1].set_xlabel("|angle of w - angle of the max-margin normal|, degrees\n(log scale; below 1e-3 counted at 1e-3)")
+    axes[1].set_xlabel("|angle of w - angle of the max-margin normal|, degrees\n"
+                       "(log scale; below 1e-3 counted at 1e-3)")
     axes[1].set_xscale("log")
     for ax in axes:
         ax.set_ylabel("training sets")

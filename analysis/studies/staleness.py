@@ -24,7 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator, SymmetricalLogLocator  # noqa: E402
 
 from analysis.plotting import save_figure  # noqa: E402
 from analysis.records import trial_artifact  # noqa: E402
@@ -96,6 +96,9 @@ def figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
             axes[1].plot(part["ratio"], part["staleness_max"], marker + "-", color=color,
                          label=f"{n} learners, {name}" if n > 1 else "1 learner")
     axes[0].set_yscale("symlog", linthresh=0.1)
+    # ticks at 1, 2, 5 per decade, written as plain numbers: a narrow range still gets several labels
+    axes[0].yaxis.set_major_locator(SymmetricalLogLocator(base=10, linthresh=0.1, subs=[1, 2, 5]))
+    axes[0].yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
     for ax, what in zip(axes, ("mean", "max")):
         ax.set_xscale("log")
         ratios = sorted(table["ratio"].unique())

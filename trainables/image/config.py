@@ -211,6 +211,8 @@ class RunOptions:
     #   per name, all else shared (e.g. adam,adagrad; the runner's --population fuses a study's optimizer axis
     #   into it); () = just `optimizer`
     lrs: tuple[float, ...] = ()  # with optimizers: each group's learning rate, in order (() = `lr` for all)
+    capture: str = "auto"  # CUDA graphs: auto (on a GPU where the step's shapes are static: a fixed batch size,
+    #   no range test, no DDP, no adagrad) | on (refused where it cannot apply) | off: replay each captured step
     data_seed: int = 0
 
     def check_run(self) -> None:
@@ -218,6 +220,7 @@ class RunOptions:
 
         _one_of(self, "amp", SWITCHES)
         _one_of(self, "channels_last", SWITCHES)
+        _one_of(self, "capture", SWITCHES)
         _positive(self, "seeds")
         for name in self.optimizers:
             if name not in OPTIMIZERS:

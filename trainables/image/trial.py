@@ -29,7 +29,12 @@ in six parts) serves every image study (subclassed with a study's own keys, or a
 
 The data set (uint8, in memory) is built once on the driver by `make_data` and moved to the trial's
 device once; batches are index slices of a per-epoch permutation and augmentation runs batched on the
-device (`trainables.training.augment`). On a GPU, AMP (bfloat16) and channels_last are on unless turned off.
+device (`trainables.training.augment`). On a GPU, AMP (bfloat16) and channels_last are on unless turned off,
+and so is `capture` (`auto`): each full batch's step, augmentation included, is replayed from a CUDA graph
+(`trainables.training.classify.CapturedEpochs`) where the step has static shapes: a fixed batch size, no range
+test, no DDP, no adagrad; elsewhere the loop is eager, and `capture=on` there is a ConfigError at trial start.
+A population on a GPU draws its augmentation from a CUDA generator seeded with its first seed (on the CPU, from
+its first replica's data-order generator, as before); its state is checkpointed with the trial.
 
 The trial reports once per epoch. The two range tests instead report once per stage of `interval` steps
 drawn from an endless stream of samples (their `epochs` is their number of stages, `ClassifyConfig.stages`)
@@ -67,6 +72,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,16 +80,17 @@ import torch
 
 from trainables.config import ConfigError
 from trainables.data.vision import DATASETS, VisionData, load_vision_data, to_device
-from trainables.image.config import ClassifyConfig, ImageTrial
+from trainables.image.config import SMALL_MODELS, ClassifyConfig, ImageTrial
 from trainables.image.probes import Probe
-from trainables.models.paleo import achieved_flops, peak_flops
+from trainables.models.paleo import achieved_flops, gpu_peak
 from trainables.models.registry import batchnorm_layers, build_model
 from trainables.models.stats import model_summary
 from trainables.runtime.devices import CPU, describe
 from trainables.artifacts import PARAMS_KEY
 from trainables.runtime.session import is_diverged, load_training_state, training_state
 from trainables.training.augment import batch_augment, eval_transform
-from trainables.training.classify import evaluate, train_one_epoch, train_steps
+from trainables.training.capture import set_capturable, use_capture
+from trainables.training.classify import CapturedEpochs, evaluate, train_one_epoch, train_steps
 from trainables.training.optimizers import build_optimizer
 from trainables.training.population import (Population, ReplicaGroupOptimizer, build_population, data_generators,
                                             replica_mean, replica_report)
@@ -170,17 +177,31 @@ def batchnorm_table(model: torch.nn.Module, seeds: list[int]) -> "pd.DataFrame |
 
 
 def device_peak(device: torch.device, amp: bool) -> float | None:
-    """The device's peak FLOP/s if it is one of the known GPUs (tensor cores when AMP is on)."""
+    """The device's peak FLOP/s (tensor cores when AMP is on) from trainables.models.paleo.gpu_peak: the table
+    (H200 before H100, ...) or DLSWEEPS_PEAK_TFLOPS; None on the CPU and, with one warning, for an unknown GPU."""
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device).upper()
-    for key in ("H100", "A100", "V100", "P100", "K80"):
-        if key in name:
-            try:
-                return peak_flops(key, "tensor" if amp else "fp32")
-            except (KeyError, ValueError):
-                return peak_flops(key, "fp32")
+    return gpu_peak(torch.cuda.get_device_name(device), "tensor" if amp else "fp32")
+
+
+def capture_blocker(cfg: ClassifyConfig, distributed: Any = None) -> str | None:
+    """Why this config's training step cannot be captured as a CUDA graph (None: it can)."""
+    if distributed is not None:
+        return "a data-parallel (DDP) trial synchronizes its gradients between processes"
+    if cfg.batch_policy != "fixed":
+        return f"batch_policy={cfg.batch_policy} changes the batch size"
+    if cfg.lr_policy == "range":
+        return "the LR range test (lr_policy=range) is a short run over an endless stream of batches"
+    if "adagrad" in (cfg.optimizer, *cfg.optimizers):
+        return "torch's Adagrad keeps its step count on the host (optimizer adagrad)"
     return None
+
+
+def _draw_from(augment, generator: torch.Generator, x: torch.Tensor, y: torch.Tensor,
+               **kw) -> tuple[torch.Tensor, torch.Tensor]:
+    """`augment(x, y)` drawing from `generator`, whatever generator the loop passes (a population's on a GPU)."""
+    kw.pop("generator", None)
+    return augment(x, y, generator=generator, **kw)
 
 
 def train_image(trial: ImageTrial, data: VisionData, session, device: torch.device = CPU) -> None:
@@ -202,6 +223,7 @@ def train_classifier(cfg: ClassifyConfig, data: VisionData, session, device: tor
     """Train `cfg` on `device` (in a DDP worker: the worker's), reporting once per epoch (or range-test stage)."""
     dist = getattr(session, "distributed", None)  # set in a DDP worker (trainables.runtime.ddp)
     check_runnable(cfg, dist)
+    captured = use_capture(cfg.capture, device, capture_blocker(cfg, dist))  # capture=on where it cannot: ConfigError
     amp = cfg.amp == "on" or (cfg.amp == "auto" and device.type == "cuda")
     channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and device.type == "cuda")
     torch.manual_seed(cfg.seed)
@@ -228,9 +250,17 @@ def train_classifier(cfg: ClassifyConfig, data: VisionData, session, device: tor
     scheduler = build_schedule(cfg, optimizer, steps_per_epoch)
     generator = data_generators(seeds) if population else torch.Generator(device=device).manual_seed(cfg.seed)
     transform = functools.partial(eval_transform, mean=on_device.mean, std=on_device.std)
-    if cfg.crop_flip or cfg.cutout or cfg.batch_m > 1:
+    augmenting = bool(cfg.crop_flip or cfg.cutout or cfg.batch_m > 1)
+    # The augmentation's generator: the trial's own (a population's first data-order generator, on the CPU; on a
+    # GPU a population draws from a CUDA generator of its first seed, since CPU generators cannot draw there)
+    augment_generator = generator[0] if population else generator
+    if population and augmenting and device.type == "cuda":
+        augment_generator = torch.Generator(device=device).manual_seed(seeds[0])
+    if augmenting:
         augment = functools.partial(batch_augment, m=cfg.batch_m, mean=on_device.mean, std=on_device.std,
                                     padding=4 if cfg.crop_flip else 0, flip=cfg.crop_flip, cutout=cfg.cutout)
+        if augment_generator is not (generator[0] if population else generator):
+            augment = functools.partial(_draw_from, augment, augment_generator)
     else:  # no augmentation: normalize only (and draw nothing from the generator)
         augment = lambda x, y, generator=None: (transform(x), y)  # noqa: E731
     macs = model_params(cfg)["macs_per_sample"]
@@ -244,6 +274,10 @@ def train_classifier(cfg: ClassifyConfig, data: VisionData, session, device: tor
         state = session.restore()
         start, train_s = load_training_state(state, model, optimizer, scheduler, generator)
         samples_seen = state.get("samples_seen", 0) if state else 0
+        if state and "augment_generator" in state and augmenting and population and device.type == "cuda":
+            augment_generator.set_state(state["augment_generator"])  # a GPU population's own (see above)
+    set_capturable(optimizer, False)  # eager steps keep step counts on the host; CapturedEpochs sets what it needs
+    epochs, capture_s = None, 0.0  # CapturedEpochs, built at the first epoch (and the seconds that took)
     for probe in probes:
         probe.start(cfg, model, on_device, (state or {}).get("probes", {}).get(probe.name))
     history = (state or {}).get("replica_history", []) if population and not cfg.range_test else None
@@ -264,6 +298,17 @@ def train_classifier(cfg: ClassifyConfig, data: VisionData, session, device: tor
         if cfg.range_test:
             stats = train_steps(net, optimizer, train, (stream.next(batch) for _ in range(cfg.interval)), generator,
                                 **common)
+        elif captured:  # the first epoch also captures the step (its warm-up included in the epoch's time)
+            if epochs is None:
+                t0 = time.perf_counter()
+                epochs = CapturedEpochs(model, optimizer, train, step_batch, augment_generator, augment, scheduler,
+                                        amp, channels_last, common["chunks"],
+                                        constant_lr=cfg.lr_policy == "constant" and not cfg.warmup_epochs,
+                                        steps_per_graph=None if cfg.model in SMALL_MODELS else 1)
+                capture_s = time.perf_counter() - t0
+            stats = epochs.epoch(generator)
+            stats["seconds"] += capture_s
+            capture_s = 0.0
         else:
             stats = train_one_epoch(net, optimizer, train, step_batch, generator,
                                     shard=dist.shard if dist else (0, 1), **common)
@@ -334,6 +379,8 @@ def train_classifier(cfg: ClassifyConfig, data: VisionData, session, device: tor
         state_fn = None if cfg.range_test else (  # noqa: E731
             lambda: {**training_state(model, optimizer, scheduler, generator, stage, train_s),
                      "samples_seen": samples_seen, **({"replica_history": history} if history is not None else {}),
+                     **({"augment_generator": augment_generator.get_state()} if augmenting and population
+                        and device.type == "cuda" else {}),
                      "probes": {probe.name: probe.state() for probe in probes}})
         if stage == start + 1:  # once per process: the device this trial (or a resumed part of it) runs on
             metrics[PARAMS_KEY] = {"GPU type": describe(device)}

@@ -11,11 +11,19 @@ Peak figures (dense, no sparsity), in TFLOP/s, from the vendors' data sheets:
   V100  SXM2: FP32 15.7; tensor cores FP16 125.
   A100  SXM4: FP32 19.5; tensor cores TF32 156, FP16/BF16 312 (the tensor column).
   H100  SXM5: FP32 67; tensor cores TF32 495, FP16/BF16 989 (the tensor column; 1979 with sparsity).
+  H200  SXM: the H100 SXM's arithmetic (FP32 67, FP16/BF16 989 dense) with more, faster memory (141 GB, 4.8 TB/s).
 Override or extend with `devices=` / the CLI's `--device NAME=FP32[:TENSOR]`.
+
+A GPU trial's peak (`gpu_peak`): the first of GPU_NAMES found in the device's name ('NVIDIA H200' -> H200;
+an H100 PCIe or NVL card is matched as the SXM part, whose peaks are higher), or the environment variable
+DLSWEEPS_PEAK_TFLOPS=FP32[:TENSOR] (TFLOP/s, e.g. `67:989`), which wins over the table. An unknown GPU gets no
+peak (its trials record achieved TFLOP/s and leave PPP empty) and one warning naming that variable.
 """
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass
 
 
@@ -31,7 +39,37 @@ DEVICES: dict[str, Device] = {
     "V100": Device(15.7, 125.0),
     "A100": Device(19.5, 312.0),
     "H100": Device(67.0, 989.0),
+    "H200": Device(67.0, 989.0),
 }
+# Names matched in a GPU's reported name, in this order (more specific first: 'H200' before 'H100').
+GPU_NAMES: tuple[str, ...] = ("H200", "H100", "A100", "V100", "P100", "K80")
+PEAK_ENV = "DLSWEEPS_PEAK_TFLOPS"  # FP32[:TENSOR] in TFLOP/s: the peak of a GPU the table lacks (or overrides)
+_WARNED: set[str] = set()
+
+
+def gpu_peak(name: str, precision: str = "fp32", env: dict[str, str] | None = None) -> float | None:
+    """Peak FLOP/s of the GPU called `name` (torch.cuda.get_device_name) at `precision` ("fp32", or "tensor":
+    the dense bf16/fp16 rate, falling back to fp32 for a GPU without one); None, with one warning per name,
+    when neither DLSWEEPS_PEAK_TFLOPS nor the table knows it."""
+    value = (os.environ if env is None else env).get(PEAK_ENV, "").strip()
+    if value:
+        try:
+            fp32, _, tensor = value.partition(":")
+            tflops = float(tensor) if precision != "fp32" and tensor else float(fp32)
+        except ValueError:
+            raise ValueError(f"{PEAK_ENV}={value!r}: give FP32[:TENSOR] in TFLOP/s, e.g. 67:989") from None
+        return tflops * 1e12
+    upper = name.upper()
+    for key in GPU_NAMES:
+        if key in upper:
+            device = DEVICES[key]
+            tflops = device.fp32_tflops if precision == "fp32" else (device.tensor_tflops or device.fp32_tflops)
+            return tflops * 1e12
+    if name not in _WARNED:
+        _WARNED.add(name)
+        warnings.warn(f"no peak FLOP/s known for the GPU {name!r}: its trials record perf/tflops but no perf/ppp; "
+                      f"give its peak as {PEAK_ENV}=FP32[:TENSOR] in TFLOP/s (e.g. {PEAK_ENV}=67:989)", stacklevel=2)
+    return None
 
 
 def peak_flops(device: str | float, precision: str = "fp32", devices: dict[str, Device] | None = None) -> float:

@@ -15,6 +15,7 @@ images), then normalize, then cutout (zeros after normalization = the mean colou
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -25,10 +26,19 @@ import torch.nn.functional as F
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """uint8 [0, 255] (or float [0, 1]) (N, C, H, W) -> float32 standardized per channel."""
     scale = 1 / 255.0 if images.dtype == torch.uint8 else 1.0
-    m = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, device=images.device).view(1, -1, 1, 1)
+    factor, shift = _normalize_constants(tuple(map(float, mean)), tuple(map(float, std)), scale, images.device)
     # One multiply-add on a fresh float copy: x * scale/std - mean/std.
-    return images.float().mul_(scale / s).sub_(m / s)
+    return images.float().mul_(factor).sub_(shift)
+
+
+@functools.lru_cache(maxsize=64)
+def _normalize_constants(mean: tuple[float, ...], std: tuple[float, ...], scale: float,
+                         device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """scale/std and mean/std as (1, C, 1, 1) tensors on `device`, made once: a copy from the host cannot be
+    recorded in a CUDA graph, so a captured step (trainables.training.capture) must find them there already."""
+    m = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=device).view(1, -1, 1, 1)
+    return scale / s, m / s
 
 
 def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:

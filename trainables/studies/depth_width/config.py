@@ -53,6 +53,8 @@ class RegressionConfig:
             raise ConfigError(f"lr_schedule={self.lr_schedule!r} must be 'cosine' or 'constant'")
         if self.batch_norm not in ("auto", "on", "off"):
             raise ConfigError(f"batch_norm={self.batch_norm!r} must be 'auto', 'on' or 'off'")
+        if self.capture not in ("auto", "on", "off"):
+            raise ConfigError(f"capture={self.capture!r} must be 'auto', 'on' or 'off'")
 
     @property
     def use_batch_norm(self) -> bool:

@@ -54,3 +54,5 @@ class DyingReluConfig:
             raise ConfigError(f"leaky_slope={self.leaky_slope} must be in [0, 1)")
         if not 0 < self.collapse_tol < 1:
             raise ConfigError(f"collapse_tol={self.collapse_tol} must be in (0, 1), e.g. 1e-3")
+        if self.capture not in ("auto", "on", "off"):
+            raise ConfigError(f"capture={self.capture!r} must be 'auto', 'on' or 'off'")

@@ -35,6 +35,12 @@ collapse fraction so far (collapse/fraction, collapse/count), born_dead/fraction
 last epoch the artifacts SIMULATIONS_TABLE (one row per network: seed, born_dead, collapsed, final
 train loss, output std on the grid) and FITS_TABLE (x, target and the grid outputs of a few collapsed
 and a few non-collapsed networks, for the figure of fits).
+
+On a GPU (`capture=auto`, the default) the population's step is replayed from a CUDA graph, an epoch's
+46 full batches as one replay and the last partial batch (56 points) eagerly
+(trainables/training/capture.py): the same batches and, to float rounding, the same losses as eager
+training (`capture=off`); the CPU trains eagerly. A GPU trial also reports `perf/tflops` and, where the
+GPU's peak is known, `perf/ppp` (training FLOPs: 6 x MACs per point x points per epoch x networks).
 """
 
 from __future__ import annotations
@@ -50,10 +56,12 @@ import torch
 from torch import nn
 
 from trainables.config import ConfigError
+from trainables.models.paleo import gpu_peak
 from trainables.models.registry import build_model, count_parameters
+from trainables.training.capture import population_mse_epoch, population_mse_graph, set_capturable, use_capture
 from trainables.training.population import (FusedLinear, Population, build_population, data_generators, per_replica_mse,
                                    replica_batch, replica_permutations)
-from trainables.runtime.devices import CPU
+from trainables.runtime.devices import CPU, describe
 from trainables.runtime.session import load_training_state, training_state
 from trainables.studies.dying_relu.config import GRID_POINTS, HALF_WIDTH, TARGETS, DyingReluConfig
 
@@ -136,6 +144,7 @@ def fits_table(grid: np.ndarray, target: np.ndarray, outputs: np.ndarray, seeds:
 
 def train_dying_relu(cfg: DyingReluConfig, data: dict[str, np.ndarray], session, device: torch.device = CPU) -> None:
     """Train `simulations` networks fused on `device`, reporting once per epoch."""
+    captured = use_capture(cfg.capture, device)  # capture=on without a GPU: a ConfigError, before any work
     if int(data["n_points"]) != cfg.n_points or int(data["data_seed"]) != cfg.data_seed:
         raise ConfigError("n_points and data_seed cannot be swept: the data is built once, from the base config")
     seeds = [cfg.seed + i for i in range(cfg.simulations)]
@@ -149,10 +158,19 @@ def train_dying_relu(cfg: DyingReluConfig, data: dict[str, np.ndarray], session,
     scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)  # no schedule (kept for checkpoints)
     generators = data_generators(seeds)
     start_epoch, train_s = load_training_state(session.restore(), pop, optimizer, scheduler, generators)
+    set_capturable(optimizer, False)  # eager Adam keeps its step count on the host; the captured step moves it
+    graph = None
+    peak = gpu_peak(describe(device), "fp32") if device.type == "cuda" else None
+    flops_per_epoch = 6 * len(x) * sum(layer.weight[0].numel() for layer in pop.layers
+                                       if isinstance(layer, FusedLinear)) * pop.size
 
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        train_mse = train_one_epoch(pop, optimizer, x, y, cfg.batch_size, generators)
+        if captured:  # the first epoch also captures the step (warm-up included in its time)
+            graph = graph or population_mse_graph(pop, optimizer, x, y, cfg.batch_size, device, constant_lr=True)
+            train_mse = population_mse_epoch(graph, len(x), generators)
+        else:
+            train_mse = train_one_epoch(pop, optimizer, x, y, cfg.batch_size, generators)
         scheduler.step()
         pop.eval()
         outputs = grid_outputs(pop, grid)
@@ -173,6 +191,10 @@ def train_dying_relu(cfg: DyingReluConfig, data: dict[str, np.ndarray], session,
             "time/epoch_s": epoch_s,
             "time/train_s": train_s,
         }
+        if device.type == "cuda":
+            metrics["perf/tflops"] = flops_per_epoch / epoch_s / 1e12
+            if peak:
+                metrics["perf/ppp"] = flops_per_epoch / epoch_s / peak
         artifacts = None
         if epoch == cfg.epochs:
             out_std = outputs.std(dim=1)
