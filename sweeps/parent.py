@@ -19,7 +19,8 @@ import subprocess
 from pathlib import Path
 from typing import Callable
 
-from sweeps.plan import SweepPlan, plan_params
+from sweeps.plan import SweepPlan
+from trainables.config import encode, encode_value
 from sweeps.study import Study
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -74,32 +75,21 @@ def provenance_tags() -> dict[str, str]:
     }
 
 
-def record_totals(client, parent_id: str, device: str, wall_s: float) -> dict[str, float]:
-    """The sweep's totals on its parent run: device-hours and USD over its trials' runs, and its wall time."""
-    from mlflow.entities import Metric
+def plan_params(plan: SweepPlan) -> dict[str, str]:
+    """What the parent run records of the plan: the base config, the space, the resources, the scheduler."""
+    params = {f"base.{k}": str(v) for k, v in encode(plan.base).items()}
+    params.update({f"space.{k}": str(list(v) if isinstance(v, tuple) else v)[:500] for k, v in plan.space.items()})
+    if plan.points:
+        import json
 
-    children = client.search_runs([client.get_run(parent_id).info.experiment_id],
-                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'", max_results=50_000)
-    totals = {"cost/device_h": sum(r.data.metrics.get("cost/device_s", 0.0) for r in children) / 3600,
-              "sweep/wall_s": wall_s, "sweep/trials": float(len(children))}
-    priced = [r.data.metrics["cost/usd"] for r in children if "cost/usd" in r.data.metrics]
-    if priced:
-        totals["cost/usd"] = sum(priced)
-    import time
-
-    now = int(time.time() * 1000)
-    client.log_batch(parent_id, metrics=[Metric(k, v, now, 0) for k, v in totals.items()])
-    return totals
-
-
-def cost_line(totals: dict[str, float], device: str) -> str:
-    """'22 trials, 0.31 GPU-h, $0.95, 4.1 min wall'."""
-    unit = "GPU-h" if device == "gpu" else "CPU-core-h"
-    usd = totals.get("cost/usd")
-    price = "" if usd is None else f", ${usd:.2f}" if usd >= 0.1 else f", ${usd:.2g}"
-    wall = totals["sweep/wall_s"]
-    return (f"{int(totals['sweep/trials'])} trials, {totals['cost/device_h']:.2g} {unit}{price}, "
-            + (f"{wall / 60:.1f} min wall" if wall >= 60 else f"{wall:.0f} s wall"))
+        params["space.points"] = json.dumps([{k: encode_value(v) for k, v in p.items()} for p in plan.points])[:6000]
+    params.update({"num_samples": str(plan.num_samples), "cpus_per_trial": str(plan.resources.cpus),
+                   "gpus_per_trial": str(plan.resources.gpus)})
+    if plan.scheduler.kind == "asha":
+        params.update({"asha.grace_period": str(plan.scheduler.grace_period),
+                       "asha.reduction_factor": str(plan.scheduler.reduction_factor),
+                       "asha.max_t": str(plan.scheduler.max_t), "asha.time_attr": plan.scheduler.time_attr})
+    return params
 
 
 def finish(study: Study, figures, args: argparse.Namespace, tracking_uri: str, experiment_id: str, parent_id: str,

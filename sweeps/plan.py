@@ -291,23 +291,6 @@ def ddp_settings(study: Study, args: argparse.Namespace) -> Any:
     return settings
 
 
-def plan_params(plan: SweepPlan) -> dict[str, str]:
-    """What the parent run records of the plan: the base config, the space, the resources, the scheduler."""
-    params = {f"base.{k}": str(v) for k, v in encode(plan.base).items()}
-    params.update({f"space.{k}": str(list(v) if isinstance(v, tuple) else v)[:500] for k, v in plan.space.items()})
-    if plan.points:
-        import json
-
-        params["space.points"] = json.dumps([{k: encode_value(v) for k, v in p.items()} for p in plan.points])[:6000]
-    params.update({"num_samples": str(plan.num_samples), "cpus_per_trial": str(plan.resources.cpus),
-                   "gpus_per_trial": str(plan.resources.gpus)})
-    if plan.scheduler.kind == "asha":
-        params.update({"asha.grace_period": str(plan.scheduler.grace_period),
-                       "asha.reduction_factor": str(plan.scheduler.reduction_factor),
-                       "asha.max_t": str(plan.scheduler.max_t), "asha.time_attr": plan.scheduler.time_attr})
-    return params
-
-
 def trial_params(plan: SweepPlan, trial: TrialPlan) -> dict[str, str]:
     """A trial run's params: its config (every field, encoded) and what the study's `params` derives from it."""
     params = {k: str(v) for k, v in encode(trial.config).items()}

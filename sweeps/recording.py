@@ -1,37 +1,19 @@
-"""MLflow records of a sweep: one parent run per invocation, one child run per trial.
+"""MLflow records of a sweep's trials: one child run per trial, nested under the sweep's parent run.
 
-`MLflowRecorder` is a driver-side Ray Tune callback. It opens a child run
-(nested with the `mlflow.parentRunId` tag, named by the trial's swept values in short
-form, e.g. `widths=256-128-64`, its params the trial's config and what the study derives
-from it: sweeps.plan) when a trial starts, buffers the
-per-epoch metrics (every numeric key of a report but Tune's own bookkeeping)
-and writes them with `log_batch` (every `flush_rows` rows or `flush_seconds`,
-and when the trial ends), writes the files a trial's reports carry
-(trainables/artifacts.py) to its run's artifacts and the params they carry
-(trainables.runtime.session.PARAMS_KEY, e.g. the device name) to its run's params, then closes the run with a
-`trial_status` tag: finished, stopped (by the scheduler), diverged or error. A
-one-shot trial (it reports once) that completes is finished.
+`MLflowRecorder` is a driver-side Ray Tune callback. When a trial starts it opens its run (tag
+`mlflow.parentRunId`; named by the trial's swept values, e.g. `widths=256-128-64`; params: the trial's config,
+what the study derives from it, what its cost counts: sweeps.plan, sweeps.costs). It buffers each report's numbers
+(Tune's bookkeeping left out; `cost/device_s` added) and writes them with `log_batch` every `flush_rows` rows or
+`flush_seconds` and when the trial ends, writes the artifacts and params reports carry (trainables/artifacts.py),
+then closes the run with a `trial_status` tag: finished, stopped (by the scheduler), diverged or error. Closing on
+the driver means a trial stopped by ASHA (whose code after its last report never runs) is closed cleanly; an epoch
+already recorded is never written twice, so a trial restored from a checkpoint adds no duplicate steps.
 
-Cost: with every report the recorder adds `cost/device_s`, the trial's device-seconds so far
-(Tune's `time_total_s` x the GPUs it holds, or x its CPU cores where it holds no GPU; a DDP
-trial: its workers'), and `cost/usd` at the sweep's price per device-hour; the run's params
-say which (`cost.device`, `cost.units`, `cost.usd_per_device_h`).
-
-Writing in batches keeps recording cheap at 2000 reports per trial; closing
-runs on the driver means a trial stopped by ASHA (whose code after its last
-report never runs) is still closed cleanly. An epoch already recorded is never
-written twice, so a trial restored from a checkpoint adds no duplicate steps.
-
-Durability: a trial's buffer is also written whenever it checkpoints, so MLflow
-holds every epoch up to the checkpoint a resumed sweep restarts from. If the
-tracking server becomes unreachable, nothing raises: the trials go on, metrics,
-new runs and run closings stay buffered on the driver and are retried every
-`retry_seconds` (each attempt bounded by short HTTP retries, so a dead server
-costs the Tune loop seconds, not minutes), and at the end of the sweep the
-recorder waits up to `end_wait_seconds` for the server. On `--resume`, child runs
-of trials the restored experiment does not know (trials started after Tune's last
-experiment-state snapshot, before the driver died) are tagged `orphaned` and
-soft-deleted, so each trial keeps exactly one child run.
+Durability: a trial's buffer is written whenever it checkpoints, so MLflow holds every epoch up to the checkpoint
+a resumed sweep restarts from. An unreachable tracking server raises nothing: records stay buffered and are
+retried every `retry_seconds` (each attempt bounded by short HTTP retries), and the sweep's end waits up to
+`end_wait_seconds` for it. On `--resume`, runs of trials the restored experiment does not know (started after
+Tune's last snapshot, before the driver died) are tagged `orphaned` and soft-deleted: one run per trial.
 """
 
 from __future__ import annotations
@@ -50,7 +32,9 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.result import AUTO_RESULT_KEYS
 
+from sweeps.costs import cost_metrics, cost_params
 from trainables.artifacts import ARTIFACTS_KEY, PARAMS_KEY
+from trainables.config import encode_value
 
 if TYPE_CHECKING:
     from sweeps.plan import SweepPlan, TrialPlan
@@ -68,29 +52,6 @@ def metric_items(result: dict[str, Any]) -> list[tuple[str, float]]:
     """The numbers of a trial's report that MLflow records: every numeric key but Tune's own."""
     return [(key, float(value)) for key, value in result.items()
             if key not in NOT_METRICS and isinstance(value, (int, float)) and not isinstance(value, bool)]
-
-
-def param_value(value: Any) -> str:
-    from trainables.config import encode_value
-
-    return str(encode_value(value))
-
-
-def cost_metrics(result: dict[str, Any], trial: "TrialPlan") -> dict[str, float]:
-    """The trial's device-seconds so far (and their price) at this report."""
-    device_s = float(result.get("time_total_s", 0.0)) * trial.resources.units
-    out = {"cost/device_s": device_s}
-    if trial.resources.usd_per_device_h:
-        out["cost/usd"] = device_s / 3600 * trial.resources.usd_per_device_h
-    return out
-
-
-def cost_params(trial: "TrialPlan") -> dict[str, str]:
-    r = trial.resources
-    params = {"cost.device": r.device, "cost.units": f"{r.units:g}"}
-    if r.usd_per_device_h:
-        params.update({"cost.usd_per_device_h": f"{r.usd_per_device_h:g}", "cost.instance": r.instance or "given"})
-    return params
 
 
 def trial_status(result: dict[str, Any], epochs: int | None) -> str:
@@ -228,7 +189,7 @@ class MLflowRecorder(tune.Callback):
         self._artifacts[trial.trial_id].update(result.get(ARTIFACTS_KEY) or {})  # a later value of a path wins
         if result.get(PARAMS_KEY):
             self._params.setdefault(trial.trial_id, {}).update(
-                {str(k): param_value(v) for k, v in result[PARAMS_KEY].items()})
+                {str(k): str(encode_value(v)) for k, v in result[PARAMS_KEY].items()})
         if len(buffer) >= self.flush_rows or time.monotonic() - self._last_flush > self.flush_seconds:
             self.flush()
 

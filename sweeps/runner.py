@@ -142,7 +142,7 @@ def _sweep(plan, figures, args: argparse.Namespace, argv: list[str], where: Wher
     from mlflow.tracking import MlflowClient
 
     from analysis.report import status_counts
-    from sweeps import parent, tuning
+    from sweeps import costs, parent, tuning
     from sweeps.progress import ProgressLines
     from sweeps.recording import MLflowRecorder
 
@@ -182,10 +182,10 @@ def _sweep(plan, figures, args: argparse.Namespace, argv: list[str], where: Wher
         client.set_terminated(parent_id, status=status)
         ray.shutdown()
     elapsed = time.perf_counter() - started
-    totals = parent.record_totals(client, parent_id, plan.resources.device, elapsed)
+    totals = costs.record_totals(client, parent_id, elapsed)
     parent.finish(study, figures, args, where.tracking_uri, experiment_id, parent_id, where.results_dir,
                   lambda runs: f"{status_counts(runs)} in {elapsed:.1f} s",
-                  extra="cost: " + parent.cost_line(totals, plan.resources.device))
+                  extra="cost: " + costs.cost_line(totals, plan.resources.device))
     errors = sum(1 for r in results if r.error is not None)
     return 1 if errors and errors == len(results) else 0
 

@@ -106,7 +106,7 @@ def test_smoke_sweep_end_to_end_and_figures_from_mlflow(tmp_path, clean_env, mon
         assert m["test/mse"] == pytest.approx(m["bv/bias2"] + m["bv/variance"] + m["test/noise"] + m["test/cross"])
 
     figures = results / "bias_variance"
-    overview = ["overview_parallel.png", "overview_importance.png", "overview_progress.png"]  # every sweep's too
+    overview = ["overview_parallel.png", "overview_pareto.png", "overview_progress.png"]  # every sweep's too
     for name in FIGURES + overview:
         (figures / name).unlink()
     regen = run_script(["-m", "analysis", "bias_variance", "--results-dir", str(results)], cwd=tmp_path)

@@ -135,7 +135,7 @@ def test_smoke_sweep_end_to_end_and_figures_from_mlflow(tmp_path, clean_env, mon
         assert m["learner1/staleness_max"] == 1
 
     figures = results / "staleness"
-    for name in ("overview_parallel.png", "overview_importance.png", "overview_progress.png"):  # every sweep's
+    for name in ("overview_parallel.png", "overview_pareto.png", "overview_progress.png"):  # every sweep's
         assert (figures / name).stat().st_size > 5000, name
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "figures")}
     assert "figures/overview_parallel.png" in logged
