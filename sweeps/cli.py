@@ -158,15 +158,21 @@ def config_help(study: Study) -> str:
     """Every config key with its default, its format and its comment in the config class, one line each."""
     comments = field_comments(study.config)
     hints = typing.get_type_hints(study.config)
+    preset = study.presets[study.default_preset]
     rows = []
     for f in dataclasses.fields(study.config):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        rows.append((f"{f.name}={_shown(default)}", value_format(hints[f.name]), comments.get(f.name, "")))
+        text = comments.get(f.name, "")
+        if f.name in preset.space:
+            text = f"({study.default_preset}: swept) {text}"
+        elif f.name in preset.config and preset.config[f.name] != default:
+            text = f"({study.default_preset}: {_shown(preset.config[f.name])}) {text}"
+        rows.append((f"{f.name}={_shown(default)}", value_format(hints[f.name]), text.strip()))
     width = min(max(len(r[0]) for r in rows), 34)
     lines = [f"  {key:<{width}}  {text}{'  [' + fmt.split(', e.g.')[0] + ']' if fmt and 'e.g.' in text else ''}"
              f"{'  [' + fmt + ']' if fmt and 'e.g.' not in text else ''}".rstrip() for key, fmt, text in rows]
-    return ("config keys (--set KEY=VALUE; seeds=N trains each config with N replicate seeds), with their "
-            "defaults:\n" + "\n".join(lines))
+    return ("config keys (--set KEY=VALUE; seeds=N trains each config with N replicate seeds), with their defaults "
+            f"(and the {study.default_preset} preset's value where it differs):\n" + "\n".join(lines))
 
 
 def _shown(value: Any) -> str:

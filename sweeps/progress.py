@@ -1,6 +1,7 @@
-"""The sweep's progress on the console: one line per trial that ends (and one a minute while none does), at most
-100 characters: trials done/running/pending of the total, the best value so far with its trial's swept values,
-elapsed time and a rough ETA. `--verbose` shows Ray Tune's status tables instead.
+"""The sweep's progress on the console, at most 100 characters: trials done/running/pending of the total, the best
+value so far with its trial's swept values, elapsed time and a rough ETA. On a terminal it is one line that
+updates as trials end; otherwise (a log file, a pipe) one line when a trial ends, at most every 10 s, and the last
+one, plus one a minute while no trial ends. `--verbose` shows Ray Tune's status tables instead.
 
       3/22 done  2 run 17 wait  best test/rmse 98.75 (widths=256-128-64)   1:12  ETA 4:10
 """
@@ -15,6 +16,7 @@ from ray import tune
 
 WIDTH = 100
 HEARTBEAT_S = 60.0
+LOG_EVERY_S = 10.0  # the least time between two lines in a log
 
 
 def clock(seconds: float) -> str:
@@ -55,11 +57,26 @@ class ProgressLines(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.done += 1
-        self._line(trials, ending=trial)
+        if self._due(trials):
+            self._line(trials, ending=trial)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.done += 1
         self._line(trials, f"error: {self.name_of(trial)}", ending=trial)
+
+    def on_experiment_end(self, trials, **info):
+        if self._tty() and self.last_line > self.started:
+            print(file=self._out(), flush=True)  # end the updating line
+
+    def _due(self, trials) -> bool:
+        last = self.done >= max(self.total, len(trials))
+        return self._tty() or last or time.monotonic() - self.last_line >= LOG_EVERY_S
+
+    def _out(self):
+        return self.stream or sys.stdout
+
+    def _tty(self) -> bool:
+        return bool(getattr(self._out(), "isatty", lambda: False)())
 
     def on_step_end(self, iteration, trials, **info):
         if time.monotonic() - self.last_line > HEARTBEAT_S:
@@ -77,5 +94,9 @@ class ProgressLines(tune.Callback):
         room = WIDTH - len(head) - len(tail) - 4
         if len(best) > room:
             best = best[: max(room - 1, 0)] + "…"
-        print(f"{head}  {best:<{room}}  {tail}".rstrip(), file=self.stream or sys.stdout, flush=True)
+        line = f"{head}  {best:<{room}}  {tail}".rstrip()
+        if self._tty():
+            print(f"\r{line:<{WIDTH}}", end="", file=self._out(), flush=True)
+        else:
+            print(line, file=self._out(), flush=True)
         self.last_line = time.monotonic()

@@ -5,7 +5,6 @@ Each DDP trial costs ~20 s of start-up on 2 CPUs (worker processes import torch,
 
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 from mlflow.tracking import MlflowClient

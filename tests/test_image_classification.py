@@ -16,7 +16,7 @@ from trainables.image.trial import build_classifier, make_data, model_params
 from trainables.image.trial import train_classifier as train_typed
 from trainables.training.schedules import range_factor
 from trainables.runtime.session import LocalSession
-from trainables.data.vision import DATASETS, DatasetSpec
+from trainables.data.vision import DATASETS
 
 
 def train_classifier(config: dict, data, session) -> None:

@@ -182,7 +182,7 @@ def test_smoke_sweep_then_fit_step(tmp_path, clean_env, monkeypatch):
     from fake_datasets import UncheckedCIFAR10, make_cifar
     from sweeps import optimus as study
     from sweeps.runner import main
-    from trainables.data.vision import DATASETS, DatasetSpec
+    from trainables.data.vision import DATASETS
 
     monkeypatch.setitem(DATASETS, "cifar10", dataclasses.replace(DATASETS["cifar10"], cls=UncheckedCIFAR10))
     monkeypatch.chdir(tmp_path)

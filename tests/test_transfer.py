@@ -22,7 +22,7 @@ from trainables.models.pretrained import (WeightsUnavailableError, build_transfe
                                    weights_file)
 from trainables.runtime.session import LocalSession
 from trainables.studies.transfer.config import TransferConfig
-from trainables.studies.transfer.trial import TransferData, make_data
+from trainables.studies.transfer.trial import make_data
 from trainables.studies.transfer.trial import train_transfer as train_typed
 
 

@@ -6,7 +6,6 @@ import dataclasses
 import multiprocessing
 import os
 import pickle
-import struct
 import time
 
 import numpy as np

@@ -98,7 +98,7 @@ def figures(runs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
                 label=f"{_label(row)}: AUPR (average precision) {row.aupr:.4f}")
     pi = float(table["pi"].iloc[0])
     ax.axhline(pi, linestyle=":", color="gray", label=f"baseline precision = pi = {pi:.3f}")
-    ax.plot([1], [pi], "s", color="black", markersize=8, label=f"all-positive classifier (1, pi)")
+    ax.plot([1], [pi], "s", color="black", markersize=8, label="all-positive classifier (1, pi)")
     ax.set(xlabel="recall", ylabel="precision", xlim=(-0.02, 1.02), ylim=(0, 1.03))
     ax.set_title(f"Precision-recall curves (steps, not linear interpolation)\n{what}", fontsize=9)
     ax.legend(fontsize=7, loc="lower left")

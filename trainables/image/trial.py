@@ -73,8 +73,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -95,6 +94,9 @@ from trainables.training.optimizers import build_optimizer
 from trainables.training.population import (Population, ReplicaGroupOptimizer, build_population, data_generators,
                                             replica_mean, replica_report)
 from trainables.training.schedules import CYCLIC, IndexStream, build_schedule, initial_lr, range_factor
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 BATCHNORM_TABLE = "batchnorm.csv"  # a trial's learned batch-norm gamma and beta (batchnorm_table): run artifact
 # An epoch whose mean training loss exceeds this many times that of guessing (ln classes) has diverged; the

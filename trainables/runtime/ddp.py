@@ -34,8 +34,7 @@ import functools
 import hashlib
 import os
 import tempfile
-import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch

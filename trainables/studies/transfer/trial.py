@@ -46,7 +46,7 @@ from trainables.training.augment import center_crop_resize, normalize, random_re
 from trainables.training.classify import evaluate, train_one_epoch
 from trainables.image.trial import DIVERGE_FACTOR
 from trainables.models.pretrained import (ARCHS, IMAGENET_MEAN, IMAGENET_STD, backbone_change, build_transfer_model,
-                                   load_pretrained, weights_entry)
+                                   load_pretrained)
 from trainables.runtime.devices import CPU
 from trainables.runtime.session import load_training_state, training_state
 from trainables.studies.transfer.config import CROP_FRACTION, TransferConfig
