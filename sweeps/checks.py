@@ -122,6 +122,9 @@ def init_ray(address: str | None) -> None:
         ray.init(address=address, logging_level=logging.WARNING, configure_logging=True)
     except Exception as e:  # noqa: BLE001
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if not address:
+            raise UsageError(f"cannot start a local Ray ({reason}); check the temporary folder (TMPDIR, short "
+                             f"paths) and free memory, or join a cluster with --address") from None
         raise UsageError(f"cannot connect to Ray at --address {address} ({reason}); start the cluster or omit "
                          f"--address for a local Ray") from None
 

@@ -64,8 +64,12 @@ def _run(study: Study, args: argparse.Namespace, argv: list[str]) -> int:
 
         return run_analysis_step(plan, figures, args, argv, context, where.results_dir, where.local_store)
     data = _data(plan)  # step 3: a data set that is missing or cannot be downloaded is refused before Ray starts
-    _start_ray(plan, args)
-    return _sweep(plan, figures, args, argv, where, data)  # steps 4 and 5
+    mps = _start_ray(plan, args)
+    try:
+        return _sweep(plan, figures, args, argv, where, data)  # steps 4 and 5
+    finally:
+        if mps is not None:
+            mps.stop()
 
 
 def _where(study: Study, args: argparse.Namespace, argv: list[str]) -> tuple[Where, argparse.Namespace]:
@@ -120,20 +124,34 @@ def _data(plan) -> Any:
     return resolve(trial.data)(trial.to_trial(plan.base) if trial.to_trial else plan.base)
 
 
-def _start_ray(plan, args: argparse.Namespace) -> None:
+def _start_ray(plan, args: argparse.Namespace):
+    """Start (or join) Ray and check that a trial fits a local Ray. A local Ray whose trials hold GPUs first starts
+    the CUDA MPS daemon (trials sharing a GPU then run side by side); returns its handle, to stop after the sweep."""
     import ray
 
     from sweeps import checks
 
-    checks.init_ray(args.address)
-    if not (args.address or os.environ.get("RAY_ADDRESS")):  # a local Ray cannot scale up
-        try:
+    local = not (args.address or os.environ.get("RAY_ADDRESS"))
+    said: list[str] = []  # MPS's line is printed once the sweep is known to start (an error stays one line)
+    mps = None
+    if local and any(gpus > 0 for _, _, gpus in checks.trial_demands(plan)):
+        from trainables.runtime.mps import start_mps
+
+        mps = start_mps(say=said.append)  # before ray.init: Ray's worker processes inherit its pipe folder
+    try:
+        checks.init_ray(args.address)
+        if local:  # a local Ray cannot scale up
             fix = ("lower --workers, --cpus-per-worker or --gpus-per-worker" if plan.ddp is not None
                    else "lower --cpus-per-trial or --gpus-per-trial")
             checks.check_trials_fit(checks.trial_demands(plan), ray.cluster_resources(), fix)
-        except UsageError:
-            ray.shutdown()
-            raise
+    except UsageError:
+        ray.shutdown()
+        if mps is not None:
+            mps.stop(say=lambda line: None)
+        raise
+    for line in said:
+        print(line, file=sys.stderr)
+    return mps
 
 
 def _sweep(plan, figures, args: argparse.Namespace, argv: list[str], where: Where, data: Any) -> int:

@@ -129,3 +129,24 @@ def test_cluster_yaml_starts_mps_on_gpu_workers_before_ray(fakes, tmp_path):
     calls = (state / "calls").read_text().splitlines()
     assert sum(c.startswith("-d ") for c in calls) == 1 and (tmp_path / "nvidia-mps-log").is_dir()
     assert f"-d pipe=/tmp/nvidia-mps log={tmp_path}/nvidia-mps-log" in calls
+
+
+def test_a_local_sweep_with_gpu_trials_starts_mps_before_ray_and_stops_it(fakes, tmp_path, clean_env):
+    """sweeps/runner.py: a local sweep whose trials hold a GPU starts the daemon before Ray; here Ray finds no GPU
+    (CI), so the sweep is refused in one line, exit 2, and the daemon it started is stopped again."""
+    import sys
+
+    from conftest import run_script
+
+    state = fakes()
+    path = f"{tmp_path / 'bin'}:{os.path.dirname(sys.executable)}:/usr/bin:/bin"
+    proc = run_script(["sweeps/staleness.py", "--preset", "smoke", "--gpus-per-trial", "0.5",
+                       "--results-dir", str(tmp_path / "results")], cwd=ROOT,
+                      env={"PATH": path}, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "needs 1 CPUs and 0.5 GPUs" in lines[0] and "MPS" not in lines[0], proc.stderr
+    calls = (state / "calls").read_text().splitlines()
+    assert sum(c.startswith("-d ") for c in calls) == 1, calls  # started once, before Ray
+    daemons = list(state.glob("daemon*"))
+    assert daemons and all(f.read_text() == "down\n" for f in daemons)  # and stopped
