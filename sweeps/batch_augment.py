@@ -1,7 +1,7 @@
 """Batch augmentation: ResNet-44 on CIFAR-10 with cutout, M augmented copies of every sample per step.
 
     python sweeps/batch_augment.py                          # quick: M in {1,2,4}, 1280 images, 8 epochs, ~10 min on 2 CPUs
-    python sweeps/batch_augment.py --preset paper --gpus-per-trial 1   # M in {1,...,32}, up to 100 epochs, 94% target
+    python sweeps/batch_augment.py --preset paper                     # M in {1,...,32}, up to 100 epochs, 94% target
     python sweeps/batch_augment.py --preset paper --set lr_scaling=sqrt  # lr x sqrt(M) (or linear: lr x M)
     python sweeps/batch_augment.py --scheduler asha --asha-time passes   # ASHA on test error, time = data passes
 
@@ -90,7 +90,8 @@ STUDY = Study(
                         config={"train_subset": 1280, "test_subset": 1000, "epochs": 8, "lr_milestones": (6,),
                                 "target_accuracy": 0.35},
                         space={"batch_m": [1, 2, 4]}, num_samples=3, asha_grace_period=2),
-        "paper": Preset("M in {1, 2, 4, 8, 16, 32}, all 50k images, up to 100 epochs, 94% target (GPUs)",
+        "paper": Preset("M in {1, 2, 4, 8, 16, 32}, all 50k images, up to 100 epochs, 94% target (a GPU each)",
+                        gpus_per_trial=1,
                         config={"epochs": 100, "target_accuracy": 0.94},
                         space={"batch_m": [1, 2, 4, 8, 16, 32]}, num_samples=6, asha_grace_period=5),
     },

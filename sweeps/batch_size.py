@@ -81,7 +81,7 @@ STUDY = Study(
         "quick": Preset("range test 32..1024, 5 iterations each, on 2000 images (minutes)",
                         config={**RANGE, "batch_max": 1024, "interval": 5, "max_micro_batch": 256,
                                 "train_subset": 2500, "val_size": 500, "test_subset": 1000}),
-        "paper": Preset("range test 32..16384, 50 iterations each, micro-batches of 2048 (a GPU)",
+        "paper": Preset("range test 32..16384, 50 iterations each, micro-batches of 2048 (a GPU)", gpus_per_trial=1,
                         config={**RANGE, "batch_max": 16384, "interval": 50, "max_micro_batch": 2048}),
         "cyclic-smoke": Preset("cyclical batch size, 3 epochs (seconds)",
                                config={**CYCLIC, "epochs": 3, "batch_stepsize": 1, "val_size": 32,

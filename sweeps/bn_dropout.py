@@ -2,7 +2,7 @@
 
     python sweeps/bn_dropout.py                       # quick: 10k/2k MNIST images, 8 epochs, ~1.5 min on 2 CPUs
     python sweeps/bn_dropout.py --set seeds=3         # 3 seeds per setup (~4 min): spread bars, verdicts
-    python sweeps/bn_dropout.py --preset paper --set seeds=5 --gpus-per-trial 1   # all of MNIST, 40 epochs
+    python sweeps/bn_dropout.py --preset paper --set seeds=5   # 4 trials per GPU, all of MNIST, 40 epochs
     python -m analysis bn_dropout                     # redraw the figures and summary from MLflow
 
 Setups (`SETUPS` below; every input standardized with the training set's mean and std):
@@ -78,7 +78,8 @@ STUDY = Study(
         "quick": Preset("5 setups, 10k training / 2k test MNIST images, 8 epochs (~1.5 min on 2 CPUs, x3 per seed)",
                         config={"train_subset": 10_000, "test_subset": 2_000, "epochs": 8},
                         space=ALL_SETUPS, num_samples=5, asha_grace_period=2),
-        "paper": Preset("5 setups, all 60k/10k MNIST images, 40 epochs (GPUs; add --set seeds=5)",
+        "paper": Preset("5 setups, all 60k/10k MNIST images, 40 epochs (4 trials per GPU; add --set seeds=5)",
+                        gpus_per_trial=0.25,
                         config={"epochs": 40},
                         space=ALL_SETUPS, num_samples=5, asha_grace_period=5),
     },

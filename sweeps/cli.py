@@ -48,6 +48,8 @@ def parse_args(study: Study, argv: Sequence[str]) -> argparse.Namespace:
     for dest, reason in refused.items():
         if getattr(args, dest) != parser.get_default(dest):
             raise UsageError(reason)
+    if args.gpus_per_trial is None:  # the preset's share of a GPU (paper presets: how many trials fill one)
+        args.gpus_per_trial = study.presets[args.preset].gpus_per_trial
     return args
 
 
@@ -125,8 +127,11 @@ def _resource_options(study: Study, option) -> None:
                 f"GPU{', or any trial of this study: its models are tiny' if trial.population_on_cpu else ''})")
     option("--max-concurrent", type=int, default=None, help="at most this many trials at once")
     option("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
-    option("--gpus-per-trial", type=float, default=0.0,
-           help="GPUs per trial, fractions allowed: 0.25 packs 4 trials on a GPU (default 0)")
+    shares = ", ".join(f"{name} {preset.gpus_per_trial:g}" for name, preset in study.presets.items()
+                       if preset.gpus_per_trial)
+    option("--gpus-per-trial", type=float, default=None,
+           help="GPUs per trial, fractions allowed: 0.25 packs 4 trials on a GPU (default: the preset's; "
+                f"{shares or 'every preset: 0'}{'; else 0' if shares else ''}); 0 trains on CPUs")
     option("--instance-type", default="", help="prices the device-hours: an instance type of trainables/prices.py "
                                                "(default: cluster.yaml's worker type, else p3.2xlarge / c6i.xlarge)")
     option("--device-hour-price", type=float, default=0.0, metavar="USD",

@@ -40,7 +40,7 @@ STUDY = Study(
         "quick": Preset("22 uniform and halving-width networks, 20k points, 200 epochs (minutes on a laptop)",
                         config={"n_points": 20_000, "epochs": 200},
                         space={"widths": as_names(representative_networks())}, num_samples=12, asha_grace_period=20),
-        "paper": Preset("all 143 networks, 100k points, 2000 epochs (a GPU: --gpus-per-trial 0.0625)",
+        "paper": Preset("all 143 networks, 100k points, 2000 epochs (a GPU: 16 trials share it)", gpus_per_trial=1 / 16,
                         config={"n_points": 100_000, "epochs": 2000},
                         space={"widths": as_names(enumerate_networks())}, num_samples=40, asha_grace_period=100),
     },

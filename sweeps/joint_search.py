@@ -32,7 +32,7 @@ STUDY = Study(
         "quick": Preset("12 trials, at most 4 epochs on 1000 images (minutes)",
                         config={**RECIPE, "epochs": 4, "train_subset": 1300, "val_size": 300, "test_subset": 500, "lr": 0.01},
                         space=SPACE, num_samples=12),
-        "paper": Preset("60 trials, at most 27 epochs on the full set (a GPU)",
+        "paper": Preset("60 trials, at most 27 epochs on the full set (2 trials per GPU)", gpus_per_trial=0.5,
                         config={**RECIPE, "epochs": 27, "val_size": 5000, "lr": 0.01}, space=SPACE, num_samples=60),
     },
     default_search="optuna",  # a grid would draw the continuous lr and weight decay once per batch size

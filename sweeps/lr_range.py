@@ -83,7 +83,7 @@ STUDY = Study(
                         space={"lr": [1e-5, 1e-3, 0.1, 10.0]}),
         "quick": Preset("10 LRs 1e-9..1e1, 2 epochs on 1000 training images (minutes)",
                         config={**RECIPE, "epochs": 2, "train_subset": 1000, "test_subset": 500}, space={"lr": LRS}),
-        "paper": Preset("10 LRs 1e-9..1e1, 5 epochs on the full training set (a GPU)",
+        "paper": Preset("10 LRs 1e-9..1e1, 5 epochs on the full training set (2 trials per GPU)", gpus_per_trial=0.5,
                         config={**RECIPE, "epochs": 5}, space={"lr": LRS}),
         "continuous-smoke": Preset("continuous: 8 stages of 2 steps, batch 16 (seconds)",
                                    config={**CONTINUOUS, "lr_min": 1e-5, "lr_stages": 8, "interval": 2,

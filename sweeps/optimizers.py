@@ -3,7 +3,7 @@
     python sweeps/optimizers.py                            # quick: MNIST subset, 15 epochs, 10 trials (minutes)
     python sweeps/optimizers.py --set dataset=cifar10      # the CIFAR-10 variant
     python sweeps/optimizers.py --set lr_search=8          # first pick each method's lr: 8 Optuna trials per method
-    python sweeps/optimizers.py --preset paper --gpus-per-trial 0.5 --set seeds=3   # 200 epochs, full data
+    python sweeps/optimizers.py --preset paper --set seeds=3   # 2 trials per GPU, 200 epochs, full data
 
 Question: how do the five adaptive methods converge on an MLP with two hidden layers of 1000 ReLU units
 (batch 128), first with L2 regularization (weight decay `l2` = 1e-4), then with dropout (0.2 on the input,
@@ -123,7 +123,7 @@ STUDY = Study(
         "quick": Preset("5 methods x L2/dropout, 10k training images, 15 epochs (minutes on a laptop CPU)",
                         config={"train_subset": 10_000, "test_subset": 2_000, "epochs": 15},
                         space=SPACE, num_samples=10, asha_grace_period=3),
-        "paper": Preset("5 methods x L2/dropout, all 60k images, 200 epochs (GPUs)",
+        "paper": Preset("5 methods x L2/dropout, all 60k images, 200 epochs (2 trials per GPU)", gpus_per_trial=0.5,
                         config={"epochs": 200},
                         space=SPACE, num_samples=10, asha_grace_period=20),
     },

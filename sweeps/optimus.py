@@ -2,7 +2,7 @@
 
     python sweeps/optimus.py --preset smoke            # about a minute (tests: a fake CIFAR-10)
     python sweeps/optimus.py                           # quick: 2k/1k CIFAR-10 images, 8 epochs (~6 min, 2 CPUs)
-    python sweeps/optimus.py --preset paper --gpus-per-trial 1    # all of CIFAR-10, 350 epochs (GPUs)
+    python sweeps/optimus.py --preset paper    # a GPU per trial, all of CIFAR-10, 350 epochs (GPUs)
     python sweeps/optimus.py --preset fit              # the analysis step: fits from the store, no training
     python -m analysis optimus                         # the same figures from the latest sweep's records
 
@@ -77,7 +77,8 @@ STUDY = Study(
         "quick": Preset("6 depths, 2k training / 1k test CIFAR-10 images, 8 epochs (~6 min on 2 CPUs)",
                         config={"train_subset": 2000, "test_subset": 1000, "epochs": 8}, space=DEPTHS,
                         num_samples=6),
-        "paper": Preset("6 depths, all of CIFAR-10, 350 epochs (GPUs; run it on each device type into one store)",
+        "paper": Preset("6 depths, all of CIFAR-10, 350 epochs (a GPU each; run it on each device type into one store)",
+                        gpus_per_trial=1,
                         config={"epochs": 350}, space=DEPTHS, num_samples=6),
         "fit": Preset("the analysis step: Eq. 1 fits, regression on depth and device, depth-50 prediction, "
                       "epochs and time to accuracy_goal (trains nothing)", analysis_only=True),

@@ -142,7 +142,7 @@ def _start_ray(plan, args: argparse.Namespace):
         checks.init_ray(args.address)
         if local:  # a local Ray cannot scale up
             fix = ("lower --workers, --cpus-per-worker or --gpus-per-worker" if plan.ddp is not None
-                   else "lower --cpus-per-trial or --gpus-per-trial")
+                   else "lower --cpus-per-trial or --gpus-per-trial (0: train on the CPUs)")
             checks.check_trials_fit(checks.trial_demands(plan), ray.cluster_resources(), fix)
     except UsageError:
         ray.shutdown()

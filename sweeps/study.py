@@ -60,6 +60,9 @@ class Preset:
     # points_to_evaluate); optuna/random draw each of their keys as a choice of its values.
     points: tuple[dict[str, Any], ...] = ()
     asha_grace_period: int = 1  # epochs before ASHA may stop a trial
+    # GPUs each trial holds unless --gpus-per-trial says otherwise: paper presets, meant for GPUs, say how many
+    # trials share one (depth_width: 1/16, measured with MPS on an H200); 0 = trials train on CPUs.
+    gpus_per_trial: float = 0.0
     # An analysis-only step: train nothing, run the study's `analyze` on records already in the store
     # (e.g. fit models to another study's sweep) and record what it returns on a parent run.
     analysis_only: bool = False

@@ -1,7 +1,7 @@
 """Transfer learning: fine-tune every layer of an ImageNet-pretrained ResNet, or train only a new final layer on it?
 
     python sweeps/transfer.py                         # quick: ResNet-18, 64 px, Flowers102, 8 epochs (~7 min on 2 CPUs)
-    python sweeps/transfer.py --preset paper --gpus-per-trial 0.5     # ResNet-50, 224 px, 200 epochs
+    python sweeps/transfer.py --preset paper     # 2 trials per GPU, ResNet-50, 224 px, 200 epochs
     python sweeps/transfer.py --set dataset=dtd       # another Visual Decathlon domain (dtd, fgvc_aircraft)
     python sweeps/transfer.py --set cache_features=true   # feature extractor: backbone features computed once
     python -m analysis transfer                       # redraw the figures and summary from MLflow
@@ -57,7 +57,8 @@ STUDY = Study(
                         config={"arch": "resnet18", "image_size": 64, "load_size": 72, "epochs": 8,
                                 "test_subset": 1000},
                         points=POINTS, asha_grace_period=3),
-        "paper": Preset("ResNet-50 at 224 px, 7 trials, 200 epochs, the full splits (GPUs)",
+        "paper": Preset("ResNet-50 at 224 px, 7 trials, 200 epochs, the full splits (2 trials per GPU)",
+                        gpus_per_trial=0.5,
                         config={"arch": "resnet50", "image_size": 224, "load_size": 256, "epochs": 200},
                         points=POINTS, asha_grace_period=60),
     },

@@ -2,7 +2,7 @@
 
     python sweeps/weight_init.py                      # quick: 10k/2k MNIST images, 3 epochs, 3 seeds per config
     python sweeps/weight_init.py --set dataset=digits # the same on scikit-learn's digits (no download)
-    python sweeps/weight_init.py --preset paper --gpus-per-trial 1   # all of MNIST, 10 epochs, 10 seeds
+    python sweeps/weight_init.py --preset paper   # 4 trials per GPU, all of MNIST, 10 epochs, 10 seeds
     python -m analysis weight_init                    # redraw the figures and summary from MLflow
 
 An MLP of 5 hidden layers of 100 units (A. Perunicic, "Understand neural network weight initialization") on
@@ -92,7 +92,8 @@ STUDY = Study(
         "quick": Preset("12 configs x 3 seeds, 10k training / 2k test MNIST images, 3 epochs (minutes on 2 CPUs)",
                         config={"train_subset": 10_000, "test_subset": 2_000, "epochs": 3, "seeds": 3},
                         space=GRID, num_samples=12),
-        "paper": Preset("12 configs x 10 seeds, all 60k/10k MNIST images, 10 epochs",
+        "paper": Preset("12 configs x 10 seeds, all 60k/10k MNIST images, 10 epochs (4 trials per GPU)",
+                        gpus_per_trial=0.25,
                         config={"epochs": 10, "seeds": 10},
                         space=GRID, num_samples=12),
     },

@@ -26,7 +26,7 @@ CASES = [
     (["--resume"], {}, "--resume: no earlier sweep of depth_width"),
     # a trial larger than the local machine would wait forever for resources that never come
     (["--cpus-per-trial", "1000"], {}, "a trial needs 1000 CPUs and 0 GPUs but this machine's Ray has"),
-    (["--gpus-per-trial", "64"], {}, "lower --cpus-per-trial or --gpus-per-trial, or join a cluster with --address"),
+    (["--gpus-per-trial", "64"], {}, "lower --cpus-per-trial or --gpus-per-trial (0: train on the CPUs), or join a cluster with --address"),
     # depth_width's regression loop is not data-parallel: N workers would each train the whole data set alone
     (["--workers", "2"], {}, "--workers: depth_width's trials do not train data-parallel"),
 ]
@@ -44,6 +44,25 @@ def test_bad_input_exits_2_with_one_line(argv, env, message, tmp_path, monkeypat
     assert len(err.splitlines()) == 1, err
     assert err.startswith("error: ") and message in err, err
     assert not results.exists()  # no results folder and no MLflow store were created
+
+
+def test_the_paper_preset_holds_a_share_of_a_gpu_and_says_so_where_there_is_none(tmp_path, capsys, clean_env):
+    """depth_width's paper preset packs 16 trials on a GPU (--gpus-per-trial 1/16 unless given); on a machine without
+    one (CI) the sweep is refused in one line naming the fix, and --gpus-per-trial 0 would train on the CPUs."""
+    import torch
+
+    from conftest import sweep_plan
+
+    assert sweep_plan(STUDY, ["--preset", "paper"]).resources.gpus == 1 / 16
+    assert sweep_plan(STUDY, ["--preset", "paper", "--gpus-per-trial", "0"]).resources.gpus == 0
+    assert sweep_plan(STUDY, ["--preset", "quick"]).resources.gpus == 0
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: the paper preset would run")
+    with pytest.raises(SystemExit) as exit_info:
+        main(STUDY, ["--preset", "paper", "--results-dir", str(tmp_path / "res")])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1, err
+    assert "a trial needs 1 CPUs and 0.0625 GPUs" in err and "(0: train on the CPUs)" in err
 
 
 def test_bad_input_from_the_command_line(tmp_path):
