@@ -147,7 +147,7 @@ def train_steps(
         correct += step_correct
         seen += step_seen
         steps += 1
-    loss, acc = (loss_sum / max(seen, 1)).tolist(), (correct / max(seen, 1)).tolist()  # the one sync
+    loss, acc = (loss_sum / max(seen, 1)).tolist(), (correct / max(seen, 1)).tolist()  # this call's one host sync
     return {"loss": _finite_or_nan(loss), "accuracy": acc, "samples": seen, "steps": steps,
             "seconds": time.perf_counter() - start}
 
@@ -258,7 +258,7 @@ class CapturedEpochs:
         b = self.graph.batch_size
         rest = n - self.graph.full * b
         seen = self.graph.full * self.seen.get(b, 0) + (self.seen.get(rest, 0) if steps > self.graph.full else 0)
-        loss, acc = (loss_sum / max(seen, 1)).tolist(), (correct / max(seen, 1)).tolist()  # the one sync
+        loss, acc = (loss_sum / max(seen, 1)).tolist(), (correct / max(seen, 1)).tolist()  # this call's one host sync
         return {"loss": _finite_or_nan(loss), "accuracy": acc, "samples": seen, "steps": steps,
                 "seconds": time.perf_counter() - start}
 

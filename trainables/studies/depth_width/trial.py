@@ -126,7 +126,7 @@ def train_regression(cfg: RegressionConfig, data: dict[str, np.ndarray], session
         else:
             train_mse = train_one_epoch(model, optimizer, x_train, y_train, cfg.batch_size, generators)
         scheduler.step()
-        train_mse = train_mse.tolist()  # the one host sync of the epoch
+        train_mse = train_mse.tolist()  # training's one host sync (evaluation reads once more)
         epoch_s = time.perf_counter() - t0  # training only; evaluation is not timed
         train_s += epoch_s
         test_rmse = [v * y_std if math.isfinite(m) else math.nan
