@@ -24,7 +24,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from analysis.costs import DEVICE_S, INF
-from analysis.records import RecordsError, find_parent_run
+from analysis.records import RecordsError, find_parent_run, number_or_text
 
 EPOCH_SECONDS = "time/epoch_s"
 REPLAYABLE = ("finished", "diverged")  # trials that ran until they ended by themselves
@@ -68,15 +68,6 @@ class RecordedSweep:
     def max_t(self) -> int:
         """The sweep's epochs: the longest curve."""
         return max(t.epochs[-1] for t in self.trials)
-
-
-def _number(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except (TypeError, ValueError):
-            pass
-    return text
 
 
 def _history(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:
@@ -143,7 +134,7 @@ def read_curves(tracking_uri: str, study: str, metric: str, mode: str,
         sources.add(source)
         trials.append(TrialCurve(
             run_id=child.info.run_id, name=child.info.run_name or child.info.run_id,
-            config={k: _number(v) for k, v in child.data.params.items()}, start=child.info.start_time,
+            config={k: number_or_text(v) for k, v in child.data.params.items()}, start=child.info.start_time,
             status=child.data.tags["trial_status"], epochs=epochs,
             values=[_restore_inf(history[e]) for e in epochs], device_s=costs))
     return RecordedSweep(study, run_id, metric, mode, trials, dict(parent.data.params), " and ".join(sorted(sources)))

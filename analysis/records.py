@@ -47,7 +47,8 @@ class RecordsError(InputError, LookupError):
     """No such study or sweep in the tracking store; the message says what to run."""
 
 
-def _number(text: str):
+def number_or_text(text: str):
+    """An MLflow param's value as an int or float where it reads as one, else the text."""
     for cast in (int, float):
         try:
             return cast(text)
@@ -107,7 +108,7 @@ def load_sweep(study: str, parent_run_id: str | None = None, tracking_uri: str |
     rows = []
     for run in children:
         row = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status}
-        row.update({RENAMED_PARAMS.get(k, k): _number(v) for k, v in run.data.params.items()})
+        row.update({RENAMED_PARAMS.get(k, k): number_or_text(v) for k, v in run.data.params.items()})
         row.update(run.data.metrics)
         row.update({k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")})
         rows.append(row)

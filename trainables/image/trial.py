@@ -81,7 +81,7 @@ from trainables.config import ConfigError
 from trainables.data.vision import DATASETS, VisionData, load_vision_data, to_device
 from trainables.image.config import SMALL_MODELS, ClassifyConfig, ImageTrial
 from trainables.image.probes import Probe
-from trainables.models.paleo import achieved_flops, gpu_peak
+from trainables.models.paleo import achieved_flops, gpu_peak, perf_metrics
 from trainables.models.registry import batchnorm_layers, build_model
 from trainables.models.stats import model_summary
 from trainables.runtime.devices import CPU, describe
@@ -344,9 +344,7 @@ def train_classifier(cfg: ClassifyConfig, data: VisionData, session, device: tor
                    "train/samples_seen": samples_seen, "train/passes": stage * cfg.batch_m}
         if not cfg.range_test:
             metrics["train/loss_raw"] = raw
-        metrics["perf/tflops"] = achieved_flops(macs, metrics["perf/images_per_s"]) / 1e12
-        if peak:
-            metrics["perf/ppp"] = metrics["perf/tflops"] * 1e12 / peak
+        metrics.update(perf_metrics(achieved_flops(macs, metrics["perf/images_per_s"]), peak))
         blew_up = cfg.lr_policy == "range" and math.isfinite(raw) and raw > DIVERGE_FACTOR * best_stage
         if blew_up:
             metrics["range/blew_up"] = 1

@@ -96,6 +96,11 @@ def achieved_flops(macs_per_sample: float, samples_per_s: float, training: bool 
     return 2 * macs_per_sample * samples_per_s * (backward_factor if training else 1.0)
 
 
+def perf_metrics(flops_per_s: float, peak: float | None) -> dict[str, float]:
+    """A GPU trial's per-epoch `perf/tflops` and, where the device's peak (FLOP/s) is known, `perf/ppp`."""
+    return {"perf/tflops": flops_per_s / 1e12, **({"perf/ppp": flops_per_s / peak} if peak else {})}
+
+
 def achieved_ppp(macs_per_sample: float, samples_per_s: float, device_peak: str | float,
                  training: bool = True, precision: str = "fp32") -> float:
     """Fraction of the device's peak a run reached (PALEO's PPP, measured instead of assumed).

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from trainables.data.eggholder import make_dataset
-from trainables.models.paleo import gpu_peak
+from trainables.models.paleo import gpu_peak, perf_metrics
 from trainables.models.registry import build_model, count_parameters
 from trainables.training.capture import population_mse_epoch, population_mse_graph, set_capturable, use_capture
 from trainables.training.population import (FusedLinear, Population, build_population, data_generators, per_replica_mse,
@@ -141,9 +141,7 @@ def train_regression(cfg: RegressionConfig, data: dict[str, np.ndarray], session
             "time/train_s": train_s,
         }
         if device.type == "cuda":
-            metrics["perf/tflops"] = flops_per_epoch / epoch_s / 1e12
-            if peak:
-                metrics["perf/ppp"] = flops_per_epoch / epoch_s / peak
+            metrics.update(perf_metrics(flops_per_epoch / epoch_s, peak))
         artifacts = None
         if len(seeds) > 1:
             spread, artifacts = replica_report({"train/loss": train_mse, "train/rmse": train_rmse,

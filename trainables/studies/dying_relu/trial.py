@@ -55,7 +55,7 @@ import torch
 from torch import nn
 
 from trainables.config import ConfigError
-from trainables.models.paleo import gpu_peak
+from trainables.models.paleo import gpu_peak, perf_metrics
 from trainables.models.registry import build_model, count_parameters
 from trainables.training.capture import population_mse_epoch, population_mse_graph, set_capturable, use_capture
 from trainables.training.population import (FusedLinear, Population, build_population, data_generators, per_replica_mse,
@@ -191,9 +191,7 @@ def train_dying_relu(cfg: DyingReluConfig, data: dict[str, np.ndarray], session,
             "time/train_s": train_s,
         }
         if device.type == "cuda":
-            metrics["perf/tflops"] = flops_per_epoch / epoch_s / 1e12
-            if peak:
-                metrics["perf/ppp"] = flops_per_epoch / epoch_s / peak
+            metrics.update(perf_metrics(flops_per_epoch / epoch_s, peak))
         artifacts = None
         if epoch == cfg.epochs:
             out_std = outputs.std(dim=1)
