@@ -129,7 +129,7 @@ def test_paleo_and_achieved_ppp():
     assert est["train_images_per_s"] == pytest.approx(est["forward_images_per_s"] / 3)
     assert achieved_ppp(1e9, est["train_images_per_s"], 10e12) == pytest.approx(0.5)
     assert achieved_ppp(1e9, est["train_images_per_s"] * 2, "V100") == pytest.approx(2 * 0.5 * 10 / 15.7)
-    assert peak_flops("H100", "tensor") == 989e12 and set(DEVICES) == {"K80", "P100", "V100", "A100", "H100"}
+    assert peak_flops("H100", "tensor") == 989e12 and set(DEVICES) == {"K80", "P100", "V100", "A100", "H100", "H200"}
     with pytest.raises(ValueError):
         peak_flops("K80", "tensor")
 

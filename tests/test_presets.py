@@ -38,7 +38,7 @@ def test_every_study_script_is_covered():
     from conftest import ROOT
 
     platform = {"__init__", "runner", "study", "recording", "storage", "registry", "cli", "plan", "checks", "tuning",
-                "parent", "progress", "analysis_step"}
+                "parent", "progress", "analysis_step", "costs"}
     scripts = {p.stem for p in (ROOT / "sweeps").glob("*.py")} - platform
     assert scripts == set(STUDY_MODULES)
 
