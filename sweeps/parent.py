@@ -16,6 +16,7 @@ import platform
 import shlex
 import socket
 import subprocess
+import textwrap
 from pathlib import Path
 from typing import Callable
 
@@ -109,11 +110,14 @@ def finish(study: Study, figures, args: argparse.Namespace, tracking_uri: str, e
     summary = "\n".join(line for line in lines if line)  # printed and shown in the report: one string
     print("\n" + summary)
     report = publish_report(sweep, figures, summary, paths, out_dir)
-    print(f"figures and table: {', '.join(_shown(p) for p in paths)}")
+    folders = sorted({_shown(p.parent) for p in paths})
+    names = " ".join(p.name if _shown(p.parent) == folders[0] else _shown(p) for p in paths)
+    print("\n".join(textwrap.wrap(names, 100, initial_indent=f"figures and table in {folders[0]}/: ",
+                                   subsequent_indent="  ", break_on_hyphens=False)) if paths else "no figures")
     if report is not None:
         print(f"report: {_shown(report)} ({report.stat().st_size / 1e6:.1f} MB, self-contained; "
               f"also the parent run's artifact report/{report.name})")
-    print(f"MLflow: {ui_hint(tracking_uri, experiment_id)}  (parent run {parent_id})")
+    print(f"MLflow (parent run {parent_id}): {ui_hint(tracking_uri, experiment_id).replace('  then', chr(10) + '  then')}")
     print(f"regenerate the figures: python -m analysis {study.name} --parent-run {parent_id}"
           + ("" if args.results_dir == "results" else f" --results-dir {shlex.quote(args.results_dir)}"))
 

@@ -154,7 +154,7 @@ def test_smoke_sweep_report_in_a_browser(tmp_path, clean_env, monkeypatch, capsy
     results = tmp_path / "res"
     assert main(staleness.STUDY, ["--preset", "smoke", "--results-dir", str(results)]) == 0
     stdout = capsys.readouterr().out
-    printed = stdout[stdout.index("== staleness"):stdout.index("\nfigures and table:")]
+    printed = stdout[stdout.index("== staleness"):stdout.index("\nfigures and table")]
     assert "report: res/staleness/report.html (" in stdout
 
     report = results / "staleness" / "report.html"
