@@ -132,9 +132,10 @@ def _start_ray(plan, args: argparse.Namespace):
     from sweeps import checks
 
     local = not (args.address or os.environ.get("RAY_ADDRESS"))
+    demands = checks.trial_demands(plan)
     said: list[str] = []  # MPS's line is printed once the sweep is known to start (an error stays one line)
     mps = None
-    if local and any(gpus > 0 for _, _, gpus in checks.trial_demands(plan)):
+    if local and any(gpus > 0 for _, _, gpus in demands):
         from trainables.runtime.mps import start_mps
 
         mps = start_mps(say=said.append)  # before ray.init: Ray's worker processes inherit its pipe folder
@@ -143,7 +144,7 @@ def _start_ray(plan, args: argparse.Namespace):
         if local:  # a local Ray cannot scale up
             fix = ("lower --workers, --cpus-per-worker or --gpus-per-worker" if plan.ddp is not None
                    else "lower --cpus-per-trial or --gpus-per-trial (0: train on the CPUs)")
-            checks.check_trials_fit(checks.trial_demands(plan), ray.cluster_resources(), fix)
+            checks.check_trials_fit(demands, ray.cluster_resources(), fix)
     except UsageError:
         ray.shutdown()
         if mps is not None:
