@@ -206,7 +206,7 @@ def ui_hint(tracking_uri: str, experiment_id: str) -> str:
     """How to open the runs table (parents with nested trials) in the MLflow UI."""
     if tracking_uri.startswith(("http://", "https://")):
         return f"open {tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs"
-    return (f"mlflow ui --backend-store-uri {tracking_uri}  then open "
+    return (f"mlflow ui --backend-store-uri {tracking_uri}\n  then open "
             f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs")
 
 

@@ -117,7 +117,7 @@ def finish(study: Study, figures, args: argparse.Namespace, tracking_uri: str, e
     if report is not None:
         print(f"report: {_shown(report)} ({report.stat().st_size / 1e6:.1f} MB, self-contained; "
               f"also the parent run's artifact report/{report.name})")
-    print(f"MLflow (parent run {parent_id}): {ui_hint(tracking_uri, experiment_id).replace('  then', chr(10) + '  then')}")
+    print(f"MLflow (parent run {parent_id}): {ui_hint(tracking_uri, experiment_id)}")
     print(f"regenerate the figures: python -m analysis {study.name} --parent-run {parent_id}"
           + ("" if args.results_dir == "results" else f" --results-dir {shlex.quote(args.results_dir)}"))
 
